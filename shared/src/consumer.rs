@@ -1,0 +1,355 @@
+//! The SQS consumer: long polling, an inbox transaction per message, delete
+//! after commit.
+//!
+//! For each queue a service consumes, `CONSUMER_CONCURRENCY` poll tasks each
+//! loop on one step (`poll_once`): receive up to ten messages with long
+//! polling, and for each message
+//!
+//! 1. unwrap the body (raw SNS delivery, or an EventBridge event whose `detail`
+//!    is our envelope) and decode the event;
+//! 2. refuse what can never succeed (not an envelope, an unknown type or
+//!    version, a source or type this queue must not carry): it is sent to the
+//!    DLQ at once with the reason, without burning retries;
+//! 3. open a transaction, record the event id in the inbox, run the handler,
+//!    commit: the effect and the inbox row commit together, so a duplicate finds
+//!    its id and changes nothing;
+//! 4. delete the message only after the commit. A handler error leaves it on
+//!    the queue with a growing visibility timeout; after `maxReceiveCount`
+//!    receives the redrive policy moves it to the DLQ.
+//!
+//! Receive errors are logged and backed off; the loop never ends on a bad
+//! message, only on shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName};
+use backon::{BackoffBuilder, ExponentialBuilder};
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::ConsumerSettings;
+use crate::events::{Envelope, ReceivedEvent};
+use crate::inbox;
+use crate::topology::{Delivery, QueueSpec};
+
+/// The message attribute that says why a message was sent to a DLQ.
+pub const DLQ_REASON_ATTRIBUTE: &str = "dlq_reason";
+
+/// Why a handler could not apply an event.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// May succeed later (database down, a precondition not yet met): the
+    /// message is retried with backoff, then redriven to the DLQ.
+    #[error("{0}")]
+    Retry(String),
+    /// Can never succeed: the message goes to the DLQ now.
+    #[error("{0}")]
+    Reject(String),
+}
+
+impl From<sqlx::Error> for HandlerError {
+    fn from(e: sqlx::Error) -> Self {
+        HandlerError::Retry(format!("database: {e}"))
+    }
+}
+
+/// A service's reaction to the events it consumes. Runs inside the inbox
+/// transaction: everything written through `tx` commits with the inbox row.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(
+        &self,
+        event: &ReceivedEvent,
+        tx: &mut PgConnection,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// What became of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Applied and deleted.
+    Processed,
+    /// Already applied before: deleted, nothing changed.
+    Duplicate,
+    /// Left on the queue to come back after the given delay.
+    Retry(String),
+    /// Sent to the DLQ with the reason, then deleted.
+    DeadLettered(String),
+}
+
+/// What one `poll_once` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PollOutcome {
+    pub dispositions: Vec<Disposition>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConsumeError(String);
+
+pub struct Consumer<H> {
+    sqs: aws_sdk_sqs::Client,
+    pool: PgPool,
+    handler: Arc<H>,
+    queue: QueueSpec,
+    queue_url: String,
+    dlq_url: String,
+    wait_time_secs: i32,
+}
+
+impl<H: Handler> Consumer<H> {
+    /// Resolves the queue and DLQ URLs by name.
+    pub async fn new(
+        sqs: aws_sdk_sqs::Client,
+        pool: PgPool,
+        handler: Arc<H>,
+        queue: QueueSpec,
+        settings: &ConsumerSettings,
+    ) -> Result<Self, ConsumeError> {
+        let url = queue_url(&sqs, queue.name).await?;
+        let dlq_url = queue_url(&sqs, &queue.dlq_name()).await?;
+        Ok(Consumer { sqs, pool, handler, queue, queue_url: url, dlq_url, wait_time_secs: settings.wait_time_secs })
+    }
+
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+
+    /// Receives one batch with long polling and disposes of every message in it.
+    #[tracing::instrument(name = "consumer.poll", skip_all, fields(queue = self.queue.name), err)]
+    pub async fn poll_once(&self) -> Result<PollOutcome, ConsumeError> {
+        let received = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(self.wait_time_secs)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(|e| ConsumeError(format!("receive: {}", aws_sdk_sqs::error::DisplayErrorContext(e))))?;
+        let mut outcome = PollOutcome::default();
+        let mut to_delete = Vec::new();
+        for message in received.messages() {
+            let Some(receipt) = message.receipt_handle() else { continue };
+            let receive_count = message
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(1);
+            let disposition = self.dispose(message.body().unwrap_or(""), receive_count).await;
+            match &disposition {
+                Disposition::Processed | Disposition::Duplicate => to_delete.push(receipt.to_string()),
+                Disposition::DeadLettered(reason) => {
+                    match self.dead_letter(message.body().unwrap_or(""), reason).await {
+                        Ok(()) => to_delete.push(receipt.to_string()),
+                        // Not deleted: it comes back and the redrive policy
+                        // moves it to the DLQ after maxReceiveCount.
+                        Err(e) => tracing::warn!(error = %e, "cannot send to the DLQ; leaving the message for redrive"),
+                    }
+                }
+                Disposition::Retry(reason) => {
+                    let delay = retry_delay(receive_count);
+                    tracing::warn!(%reason, receive_count, retry_in = ?delay, "message will be retried");
+                    if let Err(e) = self
+                        .sqs
+                        .change_message_visibility()
+                        .queue_url(&self.queue_url)
+                        .receipt_handle(receipt)
+                        .visibility_timeout(delay.as_secs() as i32)
+                        .send()
+                        .await
+                    {
+                        tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "cannot delay the retry");
+                    }
+                }
+            }
+            outcome.dispositions.push(disposition);
+        }
+        self.delete(to_delete).await?;
+        Ok(outcome)
+    }
+
+    /// Decides what to do with one message body, applying it if it is good.
+    async fn dispose(&self, body: &str, receive_count: u32) -> Disposition {
+        let event = match self.decode(body) {
+            Ok(event) => event,
+            Err(reason) => {
+                tracing::error!(%reason, queue = self.queue.name, "poison message refused");
+                return Disposition::DeadLettered(reason);
+            }
+        };
+        let span = tracing::info_span!(
+            "consumer.handle",
+            queue = self.queue.name,
+            event_id = %event.id,
+            event_type = event.event.event_type().as_str(),
+            order_id = %event.event.order_id(),
+            correlation_id = %event.correlation_id,
+            receive_count,
+        );
+        async {
+            match self.apply(&event).await {
+                Ok(true) => {
+                    tracing::info!("event applied");
+                    Disposition::Processed
+                }
+                Ok(false) => {
+                    tracing::info!("duplicate event skipped");
+                    Disposition::Duplicate
+                }
+                Err(HandlerError::Retry(reason)) => Disposition::Retry(reason),
+                Err(HandlerError::Reject(reason)) => {
+                    tracing::error!(%reason, "handler rejected the event");
+                    Disposition::DeadLettered(reason)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn decode(&self, body: &str) -> Result<ReceivedEvent, String> {
+        let envelope: Envelope = match self.queue.delivery() {
+            Delivery::SnsRaw => serde_json::from_str(body).map_err(|e| format!("not an event envelope: {e}"))?,
+            Delivery::EventBridge => {
+                // moto's EventBridge events have no `account`: only `detail` is read.
+                #[derive(serde::Deserialize)]
+                struct EventBridgeEvent {
+                    detail: Envelope,
+                }
+                let ev: EventBridgeEvent =
+                    serde_json::from_str(body).map_err(|e| format!("not an EventBridge event with an envelope: {e}"))?;
+                ev.detail
+            }
+        };
+        let event = ReceivedEvent::decode(envelope).map_err(|e| e.to_string())?;
+        let ty = event.event.event_type();
+        if !self.queue.event_types.contains(&ty) {
+            return Err(format!("{} does not belong on {}", ty.as_str(), self.queue.name));
+        }
+        let expected = self.queue.expected_source().source();
+        if event.source != expected {
+            return Err(format!("source '{}' is not '{}', the only publisher for {}", event.source, expected, self.queue.name));
+        }
+        Ok(event)
+    }
+
+    /// The inbox transaction: `Ok(false)` for a duplicate.
+    async fn apply(&self, event: &ReceivedEvent) -> Result<bool, HandlerError> {
+        let mut tx = self.pool.begin().await?;
+        if !inbox::record(&mut tx, event, self.queue.name).await? {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        self.handler.handle(event, &mut tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn dead_letter(&self, body: &str, reason: &str) -> Result<(), String> {
+        let mut reason = reason.to_string();
+        reason.truncate(1000);
+        let attr = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(reason)
+            .build()
+            .map_err(|e| e.to_string())?;
+        self.sqs
+            .send_message()
+            .queue_url(&self.dlq_url)
+            .message_body(if body.is_empty() { "(empty body)" } else { body })
+            .message_attributes(DLQ_REASON_ATTRIBUTE, attr)
+            .send()
+            .await
+            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
+        Ok(())
+    }
+
+    async fn delete(&self, receipts: Vec<String>) -> Result<(), ConsumeError> {
+        if receipts.is_empty() {
+            return Ok(());
+        }
+        let entries = receipts
+            .iter()
+            .enumerate()
+            .map(|(i, r)| DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(r).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ConsumeError(e.to_string()))?;
+        let out = self
+            .sqs
+            .delete_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| ConsumeError(format!("delete: {}", aws_sdk_sqs::error::DisplayErrorContext(e))))?;
+        for failed in out.failed() {
+            // The effect is committed; a redelivery will be skipped by the inbox.
+            tracing::warn!(id = failed.id(), code = failed.code(), "delete failed; the redelivery will be a duplicate");
+        }
+        Ok(())
+    }
+
+    /// Polls until `shutdown`; the message batch in progress is finished first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = new_backoff();
+        loop {
+            let step = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                step = self.poll_once() => step,
+            };
+            if let Err(e) = step {
+                let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+                tracing::warn!(error = %e, queue = self.queue.name, retry_in = ?delay, "receive failed; backing off");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            } else {
+                backoff = new_backoff();
+            }
+        }
+        tracing::info!(queue = self.queue.name, "consumer stopped");
+    }
+}
+
+pub async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<String, ConsumeError> {
+    sqs.get_queue_url()
+        .queue_name(name)
+        .send()
+        .await
+        .map_err(|e| ConsumeError(format!("queue {name}: {}", aws_sdk_sqs::error::DisplayErrorContext(e))))?
+        .queue_url
+        .ok_or_else(|| ConsumeError(format!("queue {name} has no URL")))
+}
+
+fn new_backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(30))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// How long a failed message stays invisible before its next attempt: grows
+/// with the receive count, capped at five minutes.
+pub fn retry_delay(receive_count: u32) -> Duration {
+    Duration::from_secs(2u64.saturating_pow(receive_count.min(9))).min(Duration::from_secs(300))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_doubles_per_receive_and_is_capped() {
+        assert_eq!(retry_delay(1), Duration::from_secs(2));
+        assert_eq!(retry_delay(3), Duration::from_secs(8));
+        assert_eq!(retry_delay(100), Duration::from_secs(300));
+    }
+}

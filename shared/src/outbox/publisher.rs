@@ -1,0 +1,139 @@
+//! The broker side of the relay: SNS for the order service, EventBridge for the
+//! invoice service. Both publish up to ten events per call and report each
+//! entry's outcome, so one bad entry does not hold back the others.
+
+use std::future::Future;
+
+use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
+
+use super::store::OutboxMessage;
+use crate::topology::EVENT_TYPE_ATTRIBUTE;
+
+/// The whole call failed (broker unreachable, throttled, credentials): nothing
+/// in the batch is known to be published.
+#[derive(Debug, thiserror::Error)]
+#[error("publish call failed: {0}")]
+pub struct PublishError(pub String);
+
+/// The outcome of one entry of a batch, in the order of the batch.
+pub type EntryOutcome = Result<(), String>;
+
+pub trait Publisher: Send + Sync + 'static {
+    /// Publishes up to ten messages; returns one outcome per message, in order.
+    fn publish(&self, batch: &[OutboxMessage]) -> impl Future<Output = Result<Vec<EntryOutcome>, PublishError>> + Send;
+
+    /// The destination, for logs.
+    fn destination(&self) -> &str;
+}
+
+/// Publishes to an SNS topic with the event type as a message attribute, which
+/// subscription filter policies match on.
+#[derive(Clone, Debug)]
+pub struct SnsPublisher {
+    client: aws_sdk_sns::Client,
+    topic_arn: String,
+}
+
+impl SnsPublisher {
+    pub fn new(client: aws_sdk_sns::Client, topic_arn: String) -> Self {
+        SnsPublisher { client, topic_arn }
+    }
+}
+
+impl Publisher for SnsPublisher {
+    async fn publish(&self, batch: &[OutboxMessage]) -> Result<Vec<EntryOutcome>, PublishError> {
+        let mut entries = Vec::with_capacity(batch.len());
+        for (i, m) in batch.iter().enumerate() {
+            let attr = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(&m.event_type)
+                .build()
+                .map_err(|e| PublishError(e.to_string()))?;
+            let entry = PublishBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message(&m.payload)
+                .message_attributes(EVENT_TYPE_ATTRIBUTE, attr)
+                .build()
+                .map_err(|e| PublishError(e.to_string()))?;
+            entries.push(entry);
+        }
+        let out = self
+            .client
+            .publish_batch()
+            .topic_arn(&self.topic_arn)
+            .set_publish_batch_request_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| PublishError(aws_sdk_sns::error::DisplayErrorContext(e).to_string()))?;
+        let mut outcomes: Vec<EntryOutcome> = vec![Err("no result for entry".to_string()); batch.len()];
+        for ok in out.successful() {
+            if let Some(i) = ok.id().and_then(|id| id.parse::<usize>().ok()).filter(|i| *i < batch.len()) {
+                outcomes[i] = Ok(());
+            }
+        }
+        for failed in out.failed() {
+            if let Ok(i) = failed.id().parse::<usize>()
+                && i < batch.len()
+            {
+                outcomes[i] = Err(format!("{}: {}", failed.code(), failed.message().unwrap_or("")));
+            }
+        }
+        Ok(outcomes)
+    }
+
+    fn destination(&self) -> &str {
+        &self.topic_arn
+    }
+}
+
+/// Puts events on an EventBridge bus: `source` is the producing service,
+/// `detail-type` the event type and `detail` the whole envelope.
+#[derive(Clone, Debug)]
+pub struct EventBridgePublisher {
+    client: aws_sdk_eventbridge::Client,
+    bus: String,
+    source: String,
+}
+
+impl EventBridgePublisher {
+    pub fn new(client: aws_sdk_eventbridge::Client, bus: String, source: String) -> Self {
+        EventBridgePublisher { client, bus, source }
+    }
+}
+
+impl Publisher for EventBridgePublisher {
+    async fn publish(&self, batch: &[OutboxMessage]) -> Result<Vec<EntryOutcome>, PublishError> {
+        let entries = batch
+            .iter()
+            .map(|m| {
+                PutEventsRequestEntry::builder()
+                    .event_bus_name(&self.bus)
+                    .source(&self.source)
+                    .detail_type(&m.event_type)
+                    .detail(&m.payload)
+                    .build()
+            })
+            .collect();
+        let out = self
+            .client
+            .put_events()
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| PublishError(aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string()))?;
+        // PutEvents answers one result entry per request entry, in order.
+        let results = out.entries();
+        Ok((0..batch.len())
+            .map(|i| match results.get(i) {
+                Some(r) if r.error_code().is_none() => Ok(()),
+                Some(r) => Err(format!("{}: {}", r.error_code().unwrap_or(""), r.error_message().unwrap_or(""))),
+                None => Err("no result for entry".to_string()),
+            })
+            .collect())
+    }
+
+    fn destination(&self) -> &str {
+        &self.bus
+    }
+}
