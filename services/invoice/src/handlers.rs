@@ -1,0 +1,94 @@
+//! What the invoice service does with order events.
+//!
+//! Order events on a standard queue may arrive in any order, so the rules are
+//! written for every arrival order:
+//! - `OrderPlaced` issues exactly one invoice per order (the unique key on
+//!   `order_id` holds even against a duplicate that slipped past the inbox),
+//!   unless a cancellation for the order arrived first: then none is issued.
+//! - `OrderCancelled` voids the issued invoice and emits `InvoiceVoided`; if no
+//!   invoice exists yet it records the cancellation, so that a late
+//!   `OrderPlaced` issues nothing.
+
+use shared::consumer::{Handler, HandlerError};
+use shared::events::{Envelope, Event, InvoiceIssued, InvoiceVoided, OrderCancelled, OrderPlaced, ReceivedEvent};
+use shared::outbox::{self, OutboxError};
+use shared::topology::Service;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::{InvoiceStatus, invoice_total};
+use crate::store;
+
+pub struct OrderEvents;
+
+impl Handler for OrderEvents {
+    async fn handle(&self, event: &ReceivedEvent, tx: &mut PgConnection) -> Result<(), HandlerError> {
+        match &event.event {
+            Event::OrderPlaced(placed) => issue(tx, placed, &event.correlation_id).await,
+            Event::OrderCancelled(cancelled) => cancel(tx, cancelled, &event.correlation_id).await,
+            other => Err(HandlerError::Reject(format!("{:?} is not for the invoice service", other.event_type()))),
+        }
+    }
+}
+
+async fn issue(tx: &mut PgConnection, placed: &OrderPlaced, correlation_id: &str) -> Result<(), HandlerError> {
+    if store::was_cancelled(tx, placed.order_id).await? {
+        tracing::info!("order was cancelled before it was invoiced; no invoice issued");
+        return Ok(());
+    }
+    let total = invoice_total(&placed.lines).map_err(|e| HandlerError::Reject(format!("invoice total: {e}")))?;
+    let invoice_id = Uuid::now_v7();
+    let inserted = store::insert_issued(
+        tx,
+        invoice_id,
+        placed.order_id,
+        &placed.customer_id,
+        placed.currency.code(),
+        total.value(),
+    )
+    .await?;
+    if !inserted {
+        tracing::info!("order already has an invoice");
+        return Ok(());
+    }
+    let event = Event::InvoiceIssued(InvoiceIssued {
+        invoice_id,
+        order_id: placed.order_id,
+        customer_id: placed.customer_id.clone(),
+        total_minor: total,
+        currency: placed.currency,
+    });
+    emit(tx, &event, correlation_id).await?;
+    tracing::info!(%invoice_id, total_minor = total.value(), "invoice issued");
+    Ok(())
+}
+
+async fn cancel(tx: &mut PgConnection, cancelled: &OrderCancelled, correlation_id: &str) -> Result<(), HandlerError> {
+    match store::for_order_locked(tx, cancelled.order_id).await? {
+        None => {
+            store::record_cancellation(tx, cancelled.order_id).await?;
+            tracing::info!("cancellation recorded before any invoice");
+        }
+        Some(invoice) if invoice.status.0 == InvoiceStatus::Voided => {
+            tracing::info!(invoice_id = %invoice.invoice_id, "invoice already voided");
+        }
+        Some(invoice) => {
+            store::void(tx, invoice.invoice_id).await?;
+            let event = Event::InvoiceVoided(InvoiceVoided {
+                invoice_id: invoice.invoice_id,
+                order_id: cancelled.order_id,
+                customer_id: cancelled.customer_id.clone(),
+            });
+            emit(tx, &event, correlation_id).await?;
+            tracing::info!(invoice_id = %invoice.invoice_id, "invoice voided");
+        }
+    }
+    Ok(())
+}
+
+async fn emit(tx: &mut PgConnection, event: &Event, correlation_id: &str) -> Result<(), HandlerError> {
+    outbox::enqueue(tx, &Envelope::new(Service::Invoice, event, correlation_id)).await.map_err(|e| match e {
+        OutboxError::TooLarge { .. } => HandlerError::Reject(e.to_string()),
+        OutboxError::Database(db) => HandlerError::from(db),
+    })
+}

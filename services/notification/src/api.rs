@@ -1,0 +1,58 @@
+//! The notification service's HTTP API: `GET /notifications?order_id=…`.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use shared::problem::Problem;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::store::{self, NotificationView};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new().route("/notifications", get(list_notifications)).with_state(state)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("bad query: {0}")]
+    Query(#[from] QueryRejection),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Query(r) => Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "Expected ?order_id=<uuid>")
+                .with_detail(r.body_text())
+                .into_response(),
+            ApiError::Database(e) => {
+                tracing::error!(error = %e, "request failed");
+                Problem::internal().into_response()
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ByOrder {
+    order_id: Uuid,
+}
+
+async fn list_notifications(
+    State(state): State<AppState>,
+    query: Result<Query<ByOrder>, QueryRejection>,
+) -> Result<Json<Vec<NotificationView>>, ApiError> {
+    let Query(q) = query?;
+    Ok(Json(store::by_order(&state.pool, q.order_id).await?))
+}

@@ -1,0 +1,17 @@
+use std::process::ExitCode;
+
+use notification::startup::{Application, Settings};
+use shared::app::StartupError;
+use shared::config::Env;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    shared::app::exit_code(run().await)
+}
+
+async fn run() -> Result<(), StartupError> {
+    let env = Env::process();
+    shared::telemetry::init(&env)?;
+    let app = Application::build(Settings::from_env(&env)?).await?;
+    app.run_until_stopped(shared::shutdown::on_signals()).await
+}

@@ -1,0 +1,141 @@
+//! The order service's HTTP API.
+//!
+//! - `POST /orders`: place an order; `202 Accepted` once the order and its
+//!   `OrderPlaced` event are committed together.
+//! - `GET /orders/{id}`: the order, with its invoice once known.
+//! - `POST /orders/{id}/cancel`: cancel; emits `OrderCancelled` once.
+//!
+//! Every error is an RFC 9457 problem+json answer; internal errors are logged
+//! here, at the edge, and never shown to the client.
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use shared::problem::Problem;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::domain::{FieldError, NewOrder, OrderStatus, PlaceOrderRequest};
+use crate::store::{self, OrderView, StoreError};
+
+/// The largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/orders", post(place_order))
+        .route("/orders/{id}", get(get_order))
+        .route("/orders/{id}/cancel", post(cancel_order))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Every way a request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid order")]
+    Validation(Vec<FieldError>),
+    #[error("bad request body: {0}")]
+    Body(#[from] JsonRejection),
+    #[error("bad path: {0}")]
+    Path(#[from] PathRejection),
+    #[error("order {0} not found")]
+    NotFound(Uuid),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Validation(errors) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation-error", "The order is not valid")
+                    .with_detail(format!("{} field(s) are invalid", errors.len()))
+                    .with_extension("errors", serde_json::to_value(errors).unwrap_or_default())
+                    .into_response()
+            }
+            ApiError::Body(rejection) => {
+                let status = rejection.status();
+                let (kind, title) = match status {
+                    StatusCode::PAYLOAD_TOO_LARGE => ("body-too-large", "The request body is too large"),
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported-media-type", "Expected Content-Type: application/json"),
+                    StatusCode::UNPROCESSABLE_ENTITY => ("invalid-body", "The body does not match the expected shape"),
+                    _ => ("malformed-body", "The body is not valid JSON"),
+                };
+                Problem::new(status, kind, title).with_detail(rejection.body_text()).into_response()
+            }
+            ApiError::Path(rejection) => Problem::new(StatusCode::NOT_FOUND, "not-found", "No such order")
+                .with_detail(rejection.body_text())
+                .into_response(),
+            ApiError::NotFound(id) => Problem::new(StatusCode::NOT_FOUND, "not-found", "No such order")
+                .with_detail(format!("order {id} does not exist"))
+                .into_response(),
+            ApiError::Store(StoreError::Outbox(shared::outbox::OutboxError::TooLarge { size, .. })) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "event-too-large", "The order is too large to announce")
+                    .with_detail(format!("its event would be {size} bytes"))
+                    .into_response()
+            }
+            ApiError::Store(e) => {
+                tracing::error!(error = %e, "request failed");
+                Problem::internal().into_response()
+            }
+        }
+    }
+}
+
+/// `Json` whose rejection is our problem+json answer.
+#[derive(FromRequest)]
+#[from_request(via(Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// An order id from the path; anything that is not a UUID is an unknown order.
+pub struct OrderId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for OrderId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(id) = Path::<Uuid>::from_request_parts(parts, state).await?;
+        Ok(OrderId(id))
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    pub order_id: Uuid,
+    pub status: OrderStatus,
+}
+
+#[tracing::instrument(skip_all, fields(order_id))]
+async fn place_order(State(state): State<AppState>, ApiJson(body): ApiJson<PlaceOrderRequest>) -> Result<Response, ApiError> {
+    let order = NewOrder::try_from(body).map_err(ApiError::Validation)?;
+    let id = store::place(&state.pool, &order).await?;
+    tracing::Span::current().record("order_id", tracing::field::display(id));
+    tracing::info!(total_minor = order.total.value(), currency = %order.currency, "order placed");
+    let mut headers = HeaderMap::new();
+    if let Ok(location) = HeaderValue::from_str(&format!("/orders/{id}")) {
+        headers.insert(header::LOCATION, location);
+    }
+    Ok((StatusCode::ACCEPTED, headers, Json(Accepted { order_id: id, status: OrderStatus::Placed })).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(order_id = %id))]
+async fn get_order(State(state): State<AppState>, OrderId(id): OrderId) -> Result<Json<OrderView>, ApiError> {
+    store::get(&state.pool, id).await?.map(Json).ok_or(ApiError::NotFound(id))
+}
+
+#[tracing::instrument(skip_all, fields(order_id = %id))]
+async fn cancel_order(State(state): State<AppState>, OrderId(id): OrderId) -> Result<Response, ApiError> {
+    let order = store::cancel(&state.pool, id).await?.ok_or(ApiError::NotFound(id))?;
+    tracing::info!("order cancelled");
+    Ok((StatusCode::ACCEPTED, Json(Accepted { order_id: id, status: order.status })).into_response())
+}

@@ -1,0 +1,17 @@
+//! The order service: takes orders over HTTP and announces them.
+//!
+//! The story, in modules:
+//! - `domain`: what a valid order is, parsed once from the request.
+//! - `api`: the HTTP edge (`POST /orders`, `GET /orders/{id}`, cancel).
+//! - `store`: the orders table; every change writes its event to the outbox in
+//!   the same transaction, and the shared relay publishes it to the `orders`
+//!   SNS topic.
+//! - `handlers`: invoice events from the `order-invoices` queue move orders to
+//!   `INVOICED`.
+//! - `startup`: settings and the `Application` that wires it all.
+
+pub mod api;
+pub mod domain;
+pub mod handlers;
+pub mod startup;
+pub mod store;
