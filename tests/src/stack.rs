@@ -1,0 +1,273 @@
+//! The whole system as real processes on this machine.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Context;
+use nix::sys::signal::Signal;
+use shared::topology::Service;
+use testkit::moto::Moto;
+use testkit::postgres::{self, Cluster};
+use testkit::process::ChildGuard;
+use testkit::wait;
+
+/// Where Postgres comes from.
+#[derive(Debug, Clone)]
+pub enum PostgresSource {
+    /// A fresh cluster in a temporary directory, removed afterwards.
+    Ephemeral,
+    /// An existing server, through a superuser URL; databases are created on it.
+    External { admin_url: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    pub postgres: PostgresSource,
+    /// Fixed ports (the demo) or free ones (`None`, the tests).
+    pub moto_port: Option<u16>,
+    pub service_ports: Option<BTreeMap<&'static str, u16>>,
+    /// Prefix of database and role names, so stacks can share one server.
+    pub database_prefix: String,
+    /// Extra environment for every service (RUST_LOG, tuning).
+    pub service_env: Vec<(String, String)>,
+    pub log_dir: PathBuf,
+}
+
+impl StackOptions {
+    /// Free ports, an ephemeral cluster, logs in a fresh temporary directory.
+    pub fn for_test(name: &str) -> anyhow::Result<StackOptions> {
+        let log_dir = std::env::temp_dir().join(format!("stack-{name}-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&log_dir)?;
+        Ok(StackOptions {
+            postgres: PostgresSource::Ephemeral,
+            moto_port: None,
+            service_ports: None,
+            database_prefix: String::new(),
+            service_env: vec![("SQS_WAIT_TIME_SECONDS".into(), "2".into())],
+            log_dir,
+        })
+    }
+}
+
+/// One service process and how to start it again.
+pub struct ServiceProcess {
+    pub service: Service,
+    pub port: u16,
+    binary: PathBuf,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    process: Option<ChildGuard>,
+}
+
+impl ServiceProcess {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let mut command = Command::new(&self.binary);
+        command.env_clear();
+        for key in ["PATH", "HOME"] {
+            if let Some(v) = std::env::var_os(key) {
+                command.env(key, v);
+            }
+        }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        self.process = Some(ChildGuard::spawn(self.service.name(), command, &self.log)?);
+        Ok(())
+    }
+
+    /// Waits until `/health/ready` answers 200, or the process exits.
+    pub async fn wait_ready(&mut self, http: &reqwest::Client, deadline: Duration) -> anyhow::Result<()> {
+        let url = format!("{}/health/ready", self.url());
+        let name = self.service.name();
+        let result = wait::until(&format!("{name} to be ready"), deadline, || {
+            let exited = self.process.as_mut().map(|p| p.try_wait()).transpose();
+            let request = http.get(&url).send();
+            async move {
+                if let Ok(Some(Some(status))) = exited {
+                    return Err(format!("{name} exited with {status}"));
+                }
+                match request.await {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(r) => Err(format!("HTTP {}", r.status())),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        })
+        .await;
+        result.map_err(|e| anyhow::anyhow!("{e}\n--- {name} log ---\n{}", self.log_tail(30)))
+    }
+
+    /// Sends `signal` to the process (SIGSTOP, SIGCONT, SIGKILL, SIGTERM).
+    pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
+        let p = self.process.as_ref().context("service is not running")?;
+        p.signal(signal).context("signal")
+    }
+
+    /// Stops the process with `signal` and waits for it to exit.
+    pub async fn stop(&mut self, signal: Signal) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        match self.process.take() {
+            Some(mut p) => Ok(Some(p.stop(signal, Duration::from_secs(30)).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Starts the process again with the same environment and port.
+    pub async fn restart(&mut self, http: &reqwest::Client) -> anyhow::Result<()> {
+        self.stop(Signal::SIGKILL).await?;
+        self.spawn()?;
+        self.wait_ready(http, Duration::from_secs(60)).await
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+}
+
+pub struct Stack {
+    pub moto: Moto,
+    pub cluster: Option<Cluster>,
+    pub services: BTreeMap<&'static str, ServiceProcess>,
+    pub database_urls: BTreeMap<&'static str, String>,
+    pub provisioned: infra::Provisioned,
+    pub http: reqwest::Client,
+    pub log_dir: PathBuf,
+}
+
+/// The directory holding the service binaries: next to the running executable
+/// (a test in `target/<profile>/deps`, or the demo in `target/<profile>`), or
+/// `STACK_BIN_DIR`.
+pub fn bin_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("STACK_BIN_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe()?;
+    let mut dir = exe.parent().context("executable has no directory")?.to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    Ok(dir)
+}
+
+/// The AWS configuration for talking to the emulator with test credentials.
+pub async fn emulator_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "emulator"))
+        .load()
+        .await
+}
+
+impl Stack {
+    /// Starts everything and waits until every service is ready.
+    pub async fn start(options: StackOptions) -> anyhow::Result<Stack> {
+        let bins = bin_dir()?;
+        for service in Service::ALL {
+            let binary = bins.join(format!("{}-service", service.name()));
+            anyhow::ensure!(
+                binary.exists(),
+                "{} is missing: build the services first (cargo build --workspace --bins)",
+                binary.display()
+            );
+        }
+        let log_dir = options.log_dir.clone();
+        std::fs::create_dir_all(&log_dir)?;
+
+        let (moto, cluster) = match &options.postgres {
+            PostgresSource::Ephemeral => {
+                let (moto, cluster) = tokio::join!(Moto::start(options.moto_port, &log_dir), Cluster::start(&log_dir));
+                (moto?, Some(cluster?))
+            }
+            PostgresSource::External { .. } => (Moto::start(options.moto_port, &log_dir).await?, None),
+        };
+        let admin_url = match (&options.postgres, &cluster) {
+            (PostgresSource::External { admin_url }, _) => admin_url.clone(),
+            (_, Some(c)) => c.admin_url(),
+            (_, None) => unreachable!("an ephemeral stack has a cluster"),
+        };
+
+        let mut database_urls = BTreeMap::new();
+        for service in Service::ALL {
+            let database = format!("{}{}", options.database_prefix, service.name());
+            let role = format!("{}{}_svc", options.database_prefix, service.name());
+            // Local-only credentials: trust authentication on loopback.
+            let url = postgres::create_database(&admin_url, &database, &role, &role).await?;
+            database_urls.insert(service.name(), url);
+        }
+
+        let sdk = emulator_config(&moto.endpoint()).await;
+        let provisioned = infra::apply(&infra::Clients::from_config(&sdk), &shared::topology::topology()).await?;
+
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+        let mut services = BTreeMap::new();
+        for service in Service::ALL {
+            let port = match &options.service_ports {
+                Some(ports) => *ports.get(service.name()).context("no port for a service")?,
+                None => testkit::free_port()?,
+            };
+            let mut env: Vec<(String, String)> = vec![
+                ("PORT".into(), port.to_string()),
+                ("DATABASE_URL".into(), database_urls[service.name()].clone()),
+                ("AWS_ENDPOINT_URL".into(), moto.endpoint()),
+                ("AWS_REGION".into(), "us-east-1".into()),
+                ("AWS_ACCESS_KEY_ID".into(), "test".into()),
+                ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
+                ("RUST_LOG".into(), "info".into()),
+            ];
+            env.extend(options.service_env.iter().cloned());
+            let mut process = ServiceProcess {
+                service,
+                port,
+                binary: bins.join(format!("{}-service", service.name())),
+                env,
+                log: log_dir.join(format!("{}.log", service.name())),
+                process: None,
+            };
+            process.spawn()?;
+            services.insert(service.name(), process);
+        }
+        for process in services.values_mut() {
+            process.wait_ready(&http, Duration::from_secs(60)).await?;
+        }
+        Ok(Stack { moto, cluster, services, database_urls, provisioned, http, log_dir })
+    }
+
+    pub fn service(&mut self, service: Service) -> &mut ServiceProcess {
+        self.services.get_mut(service.name()).expect("every service is started")
+    }
+
+    pub fn url(&self, service: Service) -> String {
+        self.services[service.name()].url()
+    }
+
+    /// The last lines of every log, for a failure message.
+    pub fn logs(&self, lines: usize) -> String {
+        self.services
+            .values()
+            .map(|s| format!("--- {} ({}) ---\n{}", s.service.name(), s.log_path().display(), s.log_tail(lines)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Stops every service with SIGTERM (graceful), then the emulator and Postgres.
+    pub async fn shutdown(mut self) -> anyhow::Result<BTreeMap<&'static str, Option<std::process::ExitStatus>>> {
+        let mut statuses = BTreeMap::new();
+        for (name, process) in self.services.iter_mut() {
+            statuses.insert(*name, process.stop(Signal::SIGTERM).await?);
+        }
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.stop_server().await?;
+        }
+        Ok(statuses)
+    }
+}

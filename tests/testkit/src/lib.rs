@@ -1,0 +1,26 @@
+//! Real parts for tests and the local stack, started as plain processes.
+//!
+//! - `process`: a child process that is killed when its guard drops, and also
+//!   when the owning process dies (so a killed test run leaves nothing behind).
+//! - `postgres`: an ephemeral PostgreSQL cluster in a temporary directory, on a
+//!   free port, run as an unprivileged user when we are root.
+//! - `moto`: the moto AWS emulator in server mode, from the project's venv.
+//! - `wait`: waiting on a condition with a deadline, never a fixed sleep.
+
+pub mod moto;
+pub mod postgres;
+pub mod process;
+pub mod wait;
+
+use std::path::PathBuf;
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// The workspace root, where `.venv` and `target` live.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
