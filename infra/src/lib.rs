@@ -26,7 +26,10 @@ pub struct ProvisionError {
 
 fn fail<E: std::error::Error>(step: impl Into<String>) -> impl FnOnce(E) -> ProvisionError {
     let step = step.into();
-    move |e| ProvisionError { step, message: format!("{}", DisplayChain(&e)) }
+    move |e| ProvisionError {
+        step,
+        message: format!("{}", DisplayChain(&e)),
+    }
 }
 
 /// Shows an error with its sources, as the SDK errors hide the useful part there.
@@ -82,16 +85,29 @@ pub async fn apply(clients: &Clients, topology: &Topology) -> Result<Provisioned
         out.topics.insert(topic.name.to_string(), arn);
     }
     for queue in &topology.queues {
-        let dlq = ensure_queue(clients, &queue.dlq_name(), BTreeMap::from([(
-            QueueAttributeName::MessageRetentionPeriod,
-            (14 * 24 * 3600).to_string(),
-        )]))
+        let dlq = ensure_queue(
+            clients,
+            &queue.dlq_name(),
+            BTreeMap::from([(
+                QueueAttributeName::MessageRetentionPeriod,
+                (14 * 24 * 3600).to_string(),
+            )]),
+        )
         .await?;
-        let redrive = json!({"deadLetterTargetArn": dlq.arn, "maxReceiveCount": queue.max_receive_count}).to_string();
-        let main = ensure_queue(clients, queue.name, BTreeMap::from([
-            (QueueAttributeName::VisibilityTimeout, queue.visibility_timeout_secs.to_string()),
-            (QueueAttributeName::RedrivePolicy, redrive),
-        ]))
+        let redrive =
+            json!({"deadLetterTargetArn": dlq.arn, "maxReceiveCount": queue.max_receive_count})
+                .to_string();
+        let main = ensure_queue(
+            clients,
+            queue.name,
+            BTreeMap::from([
+                (
+                    QueueAttributeName::VisibilityTimeout,
+                    queue.visibility_timeout_secs.to_string(),
+                ),
+                (QueueAttributeName::RedrivePolicy, redrive),
+            ]),
+        )
         .await?;
         out.queues.insert(queue.dlq_name(), dlq);
         out.queues.insert(queue.name.to_string(), main);
@@ -151,7 +167,12 @@ async fn ensure_queue(
 async fn queue_arn(
     clients: &Clients,
     url: &str,
-) -> Result<String, aws_sdk_sqs::error::SdkError<aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError>> {
+) -> Result<
+    String,
+    aws_sdk_sqs::error::SdkError<
+        aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError,
+    >,
+> {
     let attrs = clients
         .sqs
         .get_queue_attributes()
@@ -159,15 +180,26 @@ async fn queue_arn(
         .attribute_names(QueueAttributeName::QueueArn)
         .send()
         .await?;
-    Ok(attrs.attributes().and_then(|a| a.get(&QueueAttributeName::QueueArn)).cloned().unwrap_or_default())
+    Ok(attrs
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .cloned()
+        .unwrap_or_default())
 }
 
-async fn subscribe(clients: &Clients, out: &Provisioned, topic: &str, queue: &QueueSpec) -> Result<(), ProvisionError> {
+async fn subscribe(
+    clients: &Clients,
+    out: &Provisioned,
+    topic: &str,
+    queue: &QueueSpec,
+) -> Result<(), ProvisionError> {
     let step = format!("subscription {topic} -> {}", queue.name);
     let topic_arn = &out.topics[topic];
     let queue_arn = &out.queues[queue.name].arn;
     let filter = filter_policy(queue).to_string();
-    let existing = find_subscription(clients, topic_arn, queue_arn).await.map_err(fail(&step))?;
+    let existing = find_subscription(clients, topic_arn, queue_arn)
+        .await
+        .map_err(fail(&step))?;
     let subscription_arn = match existing {
         Some(arn) => arn,
         None => clients
@@ -183,7 +215,10 @@ async fn subscribe(clients: &Clients, out: &Provisioned, topic: &str, queue: &Qu
             .subscription_arn
             .unwrap_or_default(),
     };
-    for (name, value) in [("RawMessageDelivery", "true".to_string()), ("FilterPolicy", filter)] {
+    for (name, value) in [
+        ("RawMessageDelivery", "true".to_string()),
+        ("FilterPolicy", filter),
+    ] {
         clients
             .sns
             .set_subscription_attributes()
@@ -201,9 +236,19 @@ async fn find_subscription(
     clients: &Clients,
     topic_arn: &str,
     queue_arn: &str,
-) -> Result<Option<String>, aws_sdk_sns::error::SdkError<aws_sdk_sns::operation::list_subscriptions_by_topic::ListSubscriptionsByTopicError>>
-{
-    let mut pages = clients.sns.list_subscriptions_by_topic().topic_arn(topic_arn).into_paginator().items().send();
+) -> Result<
+    Option<String>,
+    aws_sdk_sns::error::SdkError<
+        aws_sdk_sns::operation::list_subscriptions_by_topic::ListSubscriptionsByTopicError,
+    >,
+> {
+    let mut pages = clients
+        .sns
+        .list_subscriptions_by_topic()
+        .topic_arn(topic_arn)
+        .into_paginator()
+        .items()
+        .send();
     while let Some(sub) = pages.next().await {
         let sub = sub?;
         if sub.endpoint() == Some(queue_arn) && sub.protocol() == Some("sqs") {
@@ -215,17 +260,28 @@ async fn find_subscription(
 
 async fn ensure_bus(clients: &Clients, bus: &BusSpec) -> Result<String, ProvisionError> {
     let step = format!("bus {}", bus.name);
-    match clients.events.describe_event_bus().name(bus.name).send().await {
+    match clients
+        .events
+        .describe_event_bus()
+        .name(bus.name)
+        .send()
+        .await
+    {
         Ok(found) => Ok(found.arn.unwrap_or_default()),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(clients
-            .events
-            .create_event_bus()
-            .name(bus.name)
-            .send()
-            .await
-            .map_err(fail(&step))?
-            .event_bus_arn
-            .unwrap_or_default()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            Ok(clients
+                .events
+                .create_event_bus()
+                .name(bus.name)
+                .send()
+                .await
+                .map_err(fail(&step))?
+                .event_bus_arn
+                .unwrap_or_default())
+        }
         Err(e) => Err(fail(&step)(e)),
     }
 }
@@ -253,8 +309,17 @@ async fn ensure_rule(
     let target = Target::builder()
         .id(queue.name)
         .arn(&out.queues[queue.name].arn)
-        .dead_letter_config(DeadLetterConfig::builder().arn(&out.queues[&queue.dlq_name()].arn).build())
-        .retry_policy(RetryPolicy::builder().maximum_retry_attempts(185).maximum_event_age_in_seconds(86_400).build())
+        .dead_letter_config(
+            DeadLetterConfig::builder()
+                .arn(&out.queues[&queue.dlq_name()].arn)
+                .build(),
+        )
+        .retry_policy(
+            RetryPolicy::builder()
+                .maximum_retry_attempts(185)
+                .maximum_event_age_in_seconds(86_400)
+                .build(),
+        )
         .build()
         .map_err(fail(&step))?;
     let put = clients
@@ -267,14 +332,27 @@ async fn ensure_rule(
         .await
         .map_err(fail(&step))?;
     if put.failed_entry_count() > 0 {
-        return Err(ProvisionError { step, message: format!("target refused: {:?}", put.failed_entries()) });
+        return Err(ProvisionError {
+            step,
+            message: format!("target refused: {:?}", put.failed_entries()),
+        });
     }
     Ok(arn)
 }
 
-async fn ensure_archive(clients: &Clients, out: &Provisioned, bus: &BusSpec) -> Result<String, ProvisionError> {
+async fn ensure_archive(
+    clients: &Clients,
+    out: &Provisioned,
+    bus: &BusSpec,
+) -> Result<String, ProvisionError> {
     let step = format!("archive {}", bus.archive);
-    match clients.events.describe_archive().archive_name(bus.archive).send().await {
+    match clients
+        .events
+        .describe_archive()
+        .archive_name(bus.archive)
+        .send()
+        .await
+    {
         Ok(found) => {
             clients
                 .events
@@ -286,18 +364,23 @@ async fn ensure_archive(clients: &Clients, out: &Provisioned, bus: &BusSpec) -> 
                 .map_err(fail(&step))?;
             Ok(found.archive_arn.unwrap_or_default())
         }
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(clients
-            .events
-            .create_archive()
-            .archive_name(bus.archive)
-            .event_source_arn(&out.buses[bus.name])
-            .retention_days(bus.archive_retention_days)
-            .description(format!("every event on {}, for replay", bus.name))
-            .send()
-            .await
-            .map_err(fail(&step))?
-            .archive_arn
-            .unwrap_or_default()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            Ok(clients
+                .events
+                .create_archive()
+                .archive_name(bus.archive)
+                .event_source_arn(&out.buses[bus.name])
+                .retention_days(bus.archive_retention_days)
+                .description(format!("every event on {}, for replay", bus.name))
+                .send()
+                .await
+                .map_err(fail(&step))?
+                .archive_arn
+                .unwrap_or_default())
+        }
         Err(e) => Err(fail(&step)(e)),
     }
 }
@@ -325,7 +408,11 @@ pub fn queue_policy(queue_arn: &str, service: &str, source_arn: &str) -> serde_j
     })
 }
 
-async fn set_queue_policies(clients: &Clients, out: &Provisioned, queue: &QueueSpec) -> Result<(), ProvisionError> {
+async fn set_queue_policies(
+    clients: &Clients,
+    out: &Provisioned,
+    queue: &QueueSpec,
+) -> Result<(), ProvisionError> {
     let (service, source_arn) = allowed_sender(out, queue);
     // The DLQ of a rule-fed queue also receives what the rule target cannot
     // deliver (its DeadLetterConfig), from the same rule.

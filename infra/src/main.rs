@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(about = "Apply the messaging topology (topics, queues, DLQs, subscriptions, bus, rules, archive, policies)")]
+#[command(
+    about = "Apply the messaging topology (topics, queues, DLQs, subscriptions, bus, rules, archive, policies)"
+)]
 struct Args {
     /// Print what was provisioned as JSON.
     #[arg(long)]
@@ -23,7 +25,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match infra::apply(&infra::Clients::from_config(&config), &shared::topology::topology()).await {
+    match infra::apply(
+        &infra::Clients::from_config(&config),
+        &shared::topology::topology(),
+    )
+    .await
+    {
         Ok(out) if args.json => {
             println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
             ExitCode::SUCCESS

@@ -21,10 +21,10 @@ use tower_http::trace::TraceLayer;
 use crate::aws::{self, AwsClients};
 use crate::config::{CommonSettings, ConfigError};
 use crate::consumer::{Consumer, Handler};
+use crate::db;
 use crate::health::{self, Readiness};
 use crate::outbox::{EventBridgePublisher, Relay, SnsPublisher};
 use crate::topology::{Channel, Service, topology};
-use crate::db;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -52,19 +52,37 @@ pub struct Runtime {
 const MIGRATE_DEADLINE: Duration = Duration::from_secs(60);
 
 impl Runtime {
-    pub async fn connect(service: Service, settings: CommonSettings, migrator: Migrator) -> Result<Self, StartupError> {
+    pub async fn connect(
+        service: Service,
+        settings: CommonSettings,
+        migrator: Migrator,
+    ) -> Result<Self, StartupError> {
         let sdk = aws::load_config().await?;
         let aws = AwsClients::new(&sdk);
         let pool = db::pool(&settings.database_url, settings.database_max_connections)
             .map_err(|e| ConfigError::new("DATABASE_URL", format!("is invalid: {e}")))?;
         migrate_with_retry(&pool, migrator).await?;
-        Ok(Runtime { service, settings, pool, aws, tracker: TaskTracker::new() })
+        Ok(Runtime {
+            service,
+            settings,
+            pool,
+            aws,
+            tracker: TaskTracker::new(),
+        })
     }
 
     /// Readiness of this service: its database and its first queue.
     pub fn readiness(&self) -> Readiness {
-        let probe_queue = topology().queues_of(self.service).first().map(|q| q.name.to_string()).unwrap_or_default();
-        Readiness { pool: self.pool.clone(), sqs: self.aws.sqs.clone(), probe_queue }
+        let probe_queue = topology()
+            .queues_of(self.service)
+            .first()
+            .map(|q| q.name.to_string())
+            .unwrap_or_default();
+        Readiness {
+            pool: self.pool.clone(),
+            sqs: self.aws.sqs.clone(),
+            probe_queue,
+        }
     }
 
     /// Starts the relay and the consumers, serves `router` (with the health
@@ -78,7 +96,9 @@ impl Runtime {
     ) -> Result<(), StartupError> {
         self.spawn_relay(&shutdown).await?;
         self.spawn_consumers(handler, &shutdown).await?;
-        let app = router.merge(health::routes(self.readiness())).layer(TraceLayer::new_for_http());
+        let app = router
+            .merge(health::routes(self.readiness()))
+            .layer(TraceLayer::new_for_http());
         tracing::info!(service = self.service.name(), addr = %listener.local_addr()?, "serving");
         let http_shutdown = shutdown.clone();
         let served = axum::serve(listener, app)
@@ -88,7 +108,10 @@ impl Runtime {
         // background loop sees the same, whatever stopped the server.
         shutdown.cancel();
         self.tracker.close();
-        if tokio::time::timeout(self.settings.shutdown_timeout, self.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(self.settings.shutdown_timeout, self.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::error!(timeout = ?self.settings.shutdown_timeout, "background tasks did not stop in time");
         }
         self.pool.close().await;
@@ -119,7 +142,11 @@ impl Runtime {
         Ok(())
     }
 
-    async fn spawn_consumers<H: Handler>(&self, handler: Arc<H>, shutdown: &CancellationToken) -> Result<(), StartupError> {
+    async fn spawn_consumers<H: Handler>(
+        &self,
+        handler: Arc<H>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), StartupError> {
         for queue in topology().queues_of(self.service) {
             for _ in 0..self.settings.consumer.concurrency {
                 let consumer = Consumer::new(
@@ -149,7 +176,9 @@ async fn migrate_with_retry(pool: &PgPool, migrator: Migrator) -> Result<(), Sta
     loop {
         match db::migrate(pool, clone_migrator(&migrator)).await {
             Ok(()) => return Ok(()),
-            Err(sqlx::migrate::MigrateError::Execute(e)) if is_connection_error(&e) && tokio::time::Instant::now() < deadline => {
+            Err(sqlx::migrate::MigrateError::Execute(e))
+                if is_connection_error(&e) && tokio::time::Instant::now() < deadline =>
+            {
                 let delay = backoff.next().unwrap_or(Duration::from_secs(5));
                 tracing::warn!(error = %e, retry_in = ?delay, "database not reachable yet");
                 tokio::time::sleep(delay).await;
@@ -171,8 +200,10 @@ fn clone_migrator(m: &Migrator) -> Migrator {
 }
 
 fn is_connection_error(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_))
-        || matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("57P03"))
+    matches!(
+        e,
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_)
+    ) || matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("57P03"))
 }
 
 /// Finds a topic's ARN by name; services never create topics.
@@ -180,14 +211,18 @@ pub async fn topic_arn(sns: &aws_sdk_sns::Client, name: &str) -> Result<String, 
     let suffix = format!(":{name}");
     let mut pages = sns.list_topics().into_paginator().items().send();
     while let Some(topic) = pages.next().await {
-        let topic = topic.map_err(|e| StartupError::Broker(aws_sdk_sns::error::DisplayErrorContext(e).to_string()))?;
+        let topic = topic.map_err(|e| {
+            StartupError::Broker(aws_sdk_sns::error::DisplayErrorContext(e).to_string())
+        })?;
         if let Some(arn) = topic.topic_arn()
             && arn.ends_with(&suffix)
         {
             return Ok(arn.to_string());
         }
     }
-    Err(StartupError::Broker(format!("topic '{name}' does not exist: run the provisioner first")))
+    Err(StartupError::Broker(format!(
+        "topic '{name}' does not exist: run the provisioner first"
+    )))
 }
 
 /// Turns a service's result into its exit status: one line on stderr naming

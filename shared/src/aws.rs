@@ -24,7 +24,10 @@ pub async fn load_config() -> Result<SdkConfig, ConfigError> {
     if let Ok(url) = std::env::var("AWS_ENDPOINT_URL")
         && !(url.starts_with("http://") || url.starts_with("https://"))
     {
-        return Err(ConfigError::new("AWS_ENDPOINT_URL", format!("must be an http(s) URL, got '{url}'")));
+        return Err(ConfigError::new(
+            "AWS_ENDPOINT_URL",
+            format!("must be an http(s) URL, got '{url}'"),
+        ));
     }
     let config = aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(
@@ -39,7 +42,10 @@ pub async fn load_config() -> Result<SdkConfig, ConfigError> {
         .load()
         .await;
     if config.region().is_none() {
-        return Err(ConfigError::new("AWS_REGION", "is not set (and no region is configured in an AWS profile)"));
+        return Err(ConfigError::new(
+            "AWS_REGION",
+            "is not set (and no region is configured in an AWS profile)",
+        ));
     }
     Ok(config)
 }

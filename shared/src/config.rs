@@ -19,7 +19,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(name: &str, problem: impl Into<String>) -> Self {
-        ConfigError { name: name.to_string(), problem: problem.into() }
+        ConfigError {
+            name: name.to_string(),
+            problem: problem.into(),
+        }
     }
 }
 
@@ -40,7 +43,8 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 
     pub fn required(&self, name: &str) -> Result<String, ConfigError> {
-        self.get(name).ok_or_else(|| ConfigError::new(name, "is not set"))
+        self.get(name)
+            .ok_or_else(|| ConfigError::new(name, "is not set"))
     }
 
     pub fn parse_or<T>(&self, name: &str, default: T) -> Result<T, ConfigError>
@@ -99,22 +103,37 @@ pub struct ConsumerSettings {
 }
 
 impl CommonSettings {
-    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>, default_port: u16) -> Result<Self, ConfigError> {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(
+        env: &Env<F>,
+        default_port: u16,
+    ) -> Result<Self, ConfigError> {
         let database_url = env.required("DATABASE_URL")?;
         if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
-            return Err(ConfigError::new("DATABASE_URL", "must be a postgres:// URL"));
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                "must be a postgres:// URL",
+            ));
         }
         let batch_size = env.parse_or("RELAY_BATCH_SIZE", 10u32)?;
         if !(1..=10).contains(&batch_size) {
-            return Err(ConfigError::new("RELAY_BATCH_SIZE", "must be between 1 and 10"));
+            return Err(ConfigError::new(
+                "RELAY_BATCH_SIZE",
+                "must be between 1 and 10",
+            ));
         }
         let wait_time_secs = env.parse_or("SQS_WAIT_TIME_SECONDS", 10i32)?;
         if !(0..=20).contains(&wait_time_secs) {
-            return Err(ConfigError::new("SQS_WAIT_TIME_SECONDS", "must be between 0 and 20"));
+            return Err(ConfigError::new(
+                "SQS_WAIT_TIME_SECONDS",
+                "must be between 0 and 20",
+            ));
         }
         let concurrency = env.parse_or("CONSUMER_CONCURRENCY", 2u32)?;
         if concurrency == 0 {
-            return Err(ConfigError::new("CONSUMER_CONCURRENCY", "must be at least 1"));
+            return Err(ConfigError::new(
+                "CONSUMER_CONCURRENCY",
+                "must be at least 1",
+            ));
         }
         Ok(CommonSettings {
             port: env.parse_or("PORT", default_port)?,
@@ -123,9 +142,14 @@ impl CommonSettings {
             relay: RelaySettings {
                 batch_size,
                 poll_interval: env.millis_or("RELAY_POLL_INTERVAL_MS", 1000)?,
-                retention: Duration::from_secs(3600 * env.parse_or("RELAY_RETENTION_HOURS", 24u64)?),
+                retention: Duration::from_secs(
+                    3600 * env.parse_or("RELAY_RETENTION_HOURS", 24u64)?,
+                ),
             },
-            consumer: ConsumerSettings { concurrency, wait_time_secs },
+            consumer: ConsumerSettings {
+                concurrency,
+                wait_time_secs,
+            },
             shutdown_timeout: env.millis_or("SHUTDOWN_TIMEOUT_MS", 20_000)?,
         })
     }
@@ -137,13 +161,17 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String>> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Env(move |k: &str| map.get(k).cloned())
     }
 
     #[test]
     fn defaults_apply_when_only_the_database_is_given() {
-        let s = CommonSettings::from_env(&env(&[("DATABASE_URL", "postgres://u@h/db")]), 8081).expect("valid");
+        let s = CommonSettings::from_env(&env(&[("DATABASE_URL", "postgres://u@h/db")]), 8081)
+            .expect("valid");
         assert_eq!(s.port, 8081);
         assert_eq!(s.relay.batch_size, 10);
         assert_eq!(s.consumer.wait_time_secs, 10);
@@ -152,13 +180,19 @@ mod tests {
     #[test]
     fn a_missing_database_url_names_the_variable() {
         let err = CommonSettings::from_env(&env(&[]), 8081).expect_err("must fail");
-        assert_eq!(err.to_string(), "configuration error: DATABASE_URL is not set");
+        assert_eq!(
+            err.to_string(),
+            "configuration error: DATABASE_URL is not set"
+        );
     }
 
     #[test]
     fn a_malformed_port_names_the_variable_and_the_value() {
-        let err = CommonSettings::from_env(&env(&[("DATABASE_URL", "postgres://x"), ("PORT", "80a")]), 1)
-            .expect_err("must fail");
+        let err = CommonSettings::from_env(
+            &env(&[("DATABASE_URL", "postgres://x"), ("PORT", "80a")]),
+            1,
+        )
+        .expect_err("must fail");
         assert_eq!(err.name, "PORT");
         assert!(err.to_string().contains("'80a'"), "{err}");
         assert!(!err.to_string().contains('\n'));
@@ -166,8 +200,11 @@ mod tests {
 
     #[test]
     fn a_batch_size_beyond_the_aws_limit_is_refused() {
-        let err = CommonSettings::from_env(&env(&[("DATABASE_URL", "postgres://x"), ("RELAY_BATCH_SIZE", "11")]), 1)
-            .expect_err("must fail");
+        let err = CommonSettings::from_env(
+            &env(&[("DATABASE_URL", "postgres://x"), ("RELAY_BATCH_SIZE", "11")]),
+            1,
+        )
+        .expect_err("must fail");
         assert_eq!(err.name, "RELAY_BATCH_SIZE");
     }
 }

@@ -24,7 +24,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName,
+};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -110,7 +112,15 @@ impl<H: Handler> Consumer<H> {
     ) -> Result<Self, ConsumeError> {
         let url = queue_url(&sqs, queue.name).await?;
         let dlq_url = queue_url(&sqs, &queue.dlq_name()).await?;
-        Ok(Consumer { sqs, pool, handler, queue, queue_url: url, dlq_url, wait_time_secs: settings.wait_time_secs })
+        Ok(Consumer {
+            sqs,
+            pool,
+            handler,
+            queue,
+            queue_url: url,
+            dlq_url,
+            wait_time_secs: settings.wait_time_secs,
+        })
     }
 
     pub fn queue_url(&self) -> &str {
@@ -130,25 +140,38 @@ impl<H: Handler> Consumer<H> {
             .message_attribute_names("All")
             .send()
             .await
-            .map_err(|e| ConsumeError(format!("receive: {}", aws_sdk_sqs::error::DisplayErrorContext(e))))?;
+            .map_err(|e| {
+                ConsumeError(format!(
+                    "receive: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                ))
+            })?;
         let mut outcome = PollOutcome::default();
         let mut to_delete = Vec::new();
         for message in received.messages() {
-            let Some(receipt) = message.receipt_handle() else { continue };
+            let Some(receipt) = message.receipt_handle() else {
+                continue;
+            };
             let receive_count = message
                 .attributes()
                 .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                 .and_then(|v| v.parse::<u32>().ok())
                 .unwrap_or(1);
-            let disposition = self.dispose(message.body().unwrap_or(""), receive_count).await;
+            let disposition = self
+                .dispose(message.body().unwrap_or(""), receive_count)
+                .await;
             match &disposition {
-                Disposition::Processed | Disposition::Duplicate => to_delete.push(receipt.to_string()),
+                Disposition::Processed | Disposition::Duplicate => {
+                    to_delete.push(receipt.to_string())
+                }
                 Disposition::DeadLettered(reason) => {
                     match self.dead_letter(message.body().unwrap_or(""), reason).await {
                         Ok(()) => to_delete.push(receipt.to_string()),
                         // Not deleted: it comes back and the redrive policy
                         // moves it to the DLQ after maxReceiveCount.
-                        Err(e) => tracing::warn!(error = %e, "cannot send to the DLQ; leaving the message for redrive"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot send to the DLQ; leaving the message for redrive")
+                        }
                     }
                 }
                 Disposition::Retry(reason) => {
@@ -214,26 +237,35 @@ impl<H: Handler> Consumer<H> {
 
     fn decode(&self, body: &str) -> Result<ReceivedEvent, String> {
         let envelope: Envelope = match self.queue.delivery() {
-            Delivery::SnsRaw => serde_json::from_str(body).map_err(|e| format!("not an event envelope: {e}"))?,
+            Delivery::SnsRaw => {
+                serde_json::from_str(body).map_err(|e| format!("not an event envelope: {e}"))?
+            }
             Delivery::EventBridge => {
                 // moto's EventBridge events have no `account`: only `detail` is read.
                 #[derive(serde::Deserialize)]
                 struct EventBridgeEvent {
                     detail: Envelope,
                 }
-                let ev: EventBridgeEvent =
-                    serde_json::from_str(body).map_err(|e| format!("not an EventBridge event with an envelope: {e}"))?;
+                let ev: EventBridgeEvent = serde_json::from_str(body)
+                    .map_err(|e| format!("not an EventBridge event with an envelope: {e}"))?;
                 ev.detail
             }
         };
         let event = ReceivedEvent::decode(envelope).map_err(|e| e.to_string())?;
         let ty = event.event.event_type();
         if !self.queue.event_types.contains(&ty) {
-            return Err(format!("{} does not belong on {}", ty.as_str(), self.queue.name));
+            return Err(format!(
+                "{} does not belong on {}",
+                ty.as_str(),
+                self.queue.name
+            ));
         }
         let expected = self.queue.expected_source().source();
         if event.source != expected {
-            return Err(format!("source '{}' is not '{}', the only publisher for {}", event.source, expected, self.queue.name));
+            return Err(format!(
+                "source '{}' is not '{}', the only publisher for {}",
+                event.source, expected, self.queue.name
+            ));
         }
         Ok(event)
     }
@@ -261,7 +293,11 @@ impl<H: Handler> Consumer<H> {
         self.sqs
             .send_message()
             .queue_url(&self.dlq_url)
-            .message_body(if body.is_empty() { "(empty body)" } else { body })
+            .message_body(if body.is_empty() {
+                "(empty body)"
+            } else {
+                body
+            })
             .message_attributes(DLQ_REASON_ATTRIBUTE, attr)
             .send()
             .await
@@ -276,7 +312,12 @@ impl<H: Handler> Consumer<H> {
         let entries = receipts
             .iter()
             .enumerate()
-            .map(|(i, r)| DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(r).build())
+            .map(|(i, r)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(r)
+                    .build()
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ConsumeError(e.to_string()))?;
         let out = self
@@ -286,10 +327,19 @@ impl<H: Handler> Consumer<H> {
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| ConsumeError(format!("delete: {}", aws_sdk_sqs::error::DisplayErrorContext(e))))?;
+            .map_err(|e| {
+                ConsumeError(format!(
+                    "delete: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                ))
+            })?;
         for failed in out.failed() {
             // The effect is committed; a redelivery will be skipped by the inbox.
-            tracing::warn!(id = failed.id(), code = failed.code(), "delete failed; the redelivery will be a duplicate");
+            tracing::warn!(
+                id = failed.id(),
+                code = failed.code(),
+                "delete failed; the redelivery will be a duplicate"
+            );
         }
         Ok(())
     }
@@ -322,7 +372,12 @@ pub async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<String, 
         .queue_name(name)
         .send()
         .await
-        .map_err(|e| ConsumeError(format!("queue {name}: {}", aws_sdk_sqs::error::DisplayErrorContext(e))))?
+        .map_err(|e| {
+            ConsumeError(format!(
+                "queue {name}: {}",
+                aws_sdk_sqs::error::DisplayErrorContext(e)
+            ))
+        })?
         .queue_url
         .ok_or_else(|| ConsumeError(format!("queue {name} has no URL")))
 }

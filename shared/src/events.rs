@@ -32,8 +32,12 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 4] =
-        [EventType::OrderPlaced, EventType::OrderCancelled, EventType::InvoiceIssued, EventType::InvoiceVoided];
+    pub const ALL: [EventType; 4] = [
+        EventType::OrderPlaced,
+        EventType::OrderCancelled,
+        EventType::InvoiceIssued,
+        EventType::InvoiceVoided,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -108,7 +112,11 @@ pub enum DecodeError {
     #[error("unknown event type '{0}'")]
     UnknownType(String),
     #[error("{event_type} version {version} is not supported (up to {supported})")]
-    UnsupportedVersion { event_type: &'static str, version: u32, supported: u32 },
+    UnsupportedVersion {
+        event_type: &'static str,
+        version: u32,
+        supported: u32,
+    },
     #[error("{0} data does not match its schema: {1}")]
     BadData(&'static str, #[source] serde_json::Error),
 }
@@ -191,10 +199,18 @@ impl Event {
     fn from_data(ty: EventType, data: serde_json::Value) -> Result<Event, DecodeError> {
         let bad = |e| DecodeError::BadData(ty.as_str(), e);
         Ok(match ty {
-            EventType::OrderPlaced => Event::OrderPlaced(serde_json::from_value(data).map_err(bad)?),
-            EventType::OrderCancelled => Event::OrderCancelled(serde_json::from_value(data).map_err(bad)?),
-            EventType::InvoiceIssued => Event::InvoiceIssued(serde_json::from_value(data).map_err(bad)?),
-            EventType::InvoiceVoided => Event::InvoiceVoided(serde_json::from_value(data).map_err(bad)?),
+            EventType::OrderPlaced => {
+                Event::OrderPlaced(serde_json::from_value(data).map_err(bad)?)
+            }
+            EventType::OrderCancelled => {
+                Event::OrderCancelled(serde_json::from_value(data).map_err(bad)?)
+            }
+            EventType::InvoiceIssued => {
+                Event::InvoiceIssued(serde_json::from_value(data).map_err(bad)?)
+            }
+            EventType::InvoiceVoided => {
+                Event::InvoiceVoided(serde_json::from_value(data).map_err(bad)?)
+            }
         })
     }
 }
@@ -274,7 +290,16 @@ mod tests {
     fn envelope_uses_cloudevents_names() {
         let env = Envelope::new(Service::Order, &placed(), "corr-1");
         let json = serde_json::to_value(&env).expect("serialise");
-        for key in ["specversion", "id", "source", "type", "time", "subject", "datacontenttype", "data"] {
+        for key in [
+            "specversion",
+            "id",
+            "source",
+            "type",
+            "time",
+            "subject",
+            "datacontenttype",
+            "data",
+        ] {
             assert!(json.get(key).is_some(), "missing {key}");
         }
         assert_eq!(json["type"], "OrderPlaced");
@@ -285,17 +310,26 @@ mod tests {
     fn unknown_types_and_future_versions_are_refused() {
         let mut env = Envelope::new(Service::Order, &placed(), "c");
         env.event_type = "OrderShipped".into();
-        assert!(matches!(ReceivedEvent::decode(env), Err(DecodeError::UnknownType(_))));
+        assert!(matches!(
+            ReceivedEvent::decode(env),
+            Err(DecodeError::UnknownType(_))
+        ));
 
         let mut env = Envelope::new(Service::Order, &placed(), "c");
         env.dataversion = 2;
-        assert!(matches!(ReceivedEvent::decode(env), Err(DecodeError::UnsupportedVersion { .. })));
+        assert!(matches!(
+            ReceivedEvent::decode(env),
+            Err(DecodeError::UnsupportedVersion { .. })
+        ));
     }
 
     #[test]
     fn data_that_breaks_the_schema_is_refused() {
         let mut env = Envelope::new(Service::Order, &placed(), "c");
         env.data["lines"][0]["unit_price_minor"] = serde_json::json!(-1);
-        assert!(matches!(ReceivedEvent::decode(env), Err(DecodeError::BadData(..))));
+        assert!(matches!(
+            ReceivedEvent::decode(env),
+            Err(DecodeError::BadData(..))
+        ));
     }
 }

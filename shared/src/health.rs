@@ -30,30 +30,46 @@ impl Readiness {
     /// `Ok` when every dependency answers; otherwise the list of failures.
     pub async fn check(&self) -> Result<(), Vec<String>> {
         let db = async {
-            match tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(&self.pool)).await {
+            match tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(&self.pool))
+                .await
+            {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => Err(format!("database: {e}")),
                 Err(_) => Err("database: no answer within 2 s".to_string()),
             }
         };
         let broker = async {
-            let call = self.sqs.get_queue_url().queue_name(&self.probe_queue).send();
+            let call = self
+                .sqs
+                .get_queue_url()
+                .queue_name(&self.probe_queue)
+                .send();
             match tokio::time::timeout(CHECK_TIMEOUT, call).await {
                 Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(format!("broker: {}", aws_sdk_sqs::error::DisplayErrorContext(e))),
+                Ok(Err(e)) => Err(format!(
+                    "broker: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                )),
                 Err(_) => Err("broker: no answer within 2 s".to_string()),
             }
         };
         let (db, broker) = tokio::join!(db, broker);
         let failures: Vec<String> = [db, broker].into_iter().filter_map(Result::err).collect();
-        if failures.is_empty() { Ok(()) } else { Err(failures) }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(failures)
+        }
     }
 }
 
 /// `/health/live` and `/health/ready`.
 pub fn routes(readiness: Readiness) -> Router {
     Router::new()
-        .route("/health/live", get(|| async { Json(json!({"status": "live"})) }))
+        .route(
+            "/health/live",
+            get(|| async { Json(json!({"status": "live"})) }),
+        )
         .route("/health/ready", get(ready))
         .with_state(readiness)
 }
@@ -63,7 +79,10 @@ async fn ready(State(readiness): State<Readiness>) -> Response {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
         Err(failures) => {
             tracing::warn!(?failures, "not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not ready", "failures": failures})))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "not ready", "failures": failures})),
+            )
                 .into_response()
         }
     }

@@ -13,7 +13,11 @@ use uuid::Uuid;
 use crate::events::ReceivedEvent;
 
 /// Records `event` as applied; `false` when it already was (a duplicate).
-pub async fn record(conn: &mut PgConnection, event: &ReceivedEvent, queue: &str) -> Result<bool, sqlx::Error> {
+pub async fn record(
+    conn: &mut PgConnection,
+    event: &ReceivedEvent,
+    queue: &str,
+) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query(
         "INSERT INTO inbox (event_id, event_type, source, queue) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (event_id) DO NOTHING",

@@ -72,11 +72,17 @@ impl MinorUnits {
     }
 
     pub fn checked_add(self, other: MinorUnits) -> Result<MinorUnits, AmountError> {
-        self.0.checked_add(other.0).map(MinorUnits).ok_or(AmountError::Overflow)
+        self.0
+            .checked_add(other.0)
+            .map(MinorUnits)
+            .ok_or(AmountError::Overflow)
     }
 
     pub fn checked_mul(self, factor: u32) -> Result<MinorUnits, AmountError> {
-        self.0.checked_mul(i64::from(factor)).map(MinorUnits).ok_or(AmountError::Overflow)
+        self.0
+            .checked_mul(i64::from(factor))
+            .map(MinorUnits)
+            .ok_or(AmountError::Overflow)
     }
 }
 
@@ -84,7 +90,11 @@ impl TryFrom<i64> for MinorUnits {
     type Error = AmountError;
 
     fn try_from(v: i64) -> Result<Self, Self::Error> {
-        if v < 0 { Err(AmountError::Negative(v)) } else { Ok(MinorUnits(v)) }
+        if v < 0 {
+            Err(AmountError::Negative(v))
+        } else {
+            Ok(MinorUnits(v))
+        }
     }
 }
 
@@ -128,6 +138,9 @@ mod tests {
     #[test]
     fn deserialising_a_negative_amount_fails() {
         assert!(serde_json::from_str::<MinorUnits>("-5").is_err());
-        assert_eq!(serde_json::from_str::<MinorUnits>("5").map(i64::from).ok(), Some(5));
+        assert_eq!(
+            serde_json::from_str::<MinorUnits>("5").map(i64::from).ok(),
+            Some(5)
+        );
     }
 }

@@ -107,7 +107,10 @@ pub enum Source {
     /// A subscription to an SNS topic with a filter policy on the event type.
     Subscription { topic: &'static str },
     /// A rule on an EventBridge bus whose pattern matches the event types.
-    Rule { bus: &'static str, rule: &'static str },
+    Rule {
+        bus: &'static str,
+        rule: &'static str,
+    },
 }
 
 /// A queue one service consumes, with the event types it should carry.
@@ -161,7 +164,10 @@ const INVOICE_EVENTS: &[EventType] = &[EventType::InvoiceIssued, EventType::Invo
 /// The one declaration of the topology.
 pub fn topology() -> Topology {
     Topology {
-        topics: vec![TopicSpec { name: ORDERS_TOPIC, publisher: Service::Order }],
+        topics: vec![TopicSpec {
+            name: ORDERS_TOPIC,
+            publisher: Service::Order,
+        }],
         buses: vec![BusSpec {
             name: BILLING_BUS,
             publisher: Service::Invoice,
@@ -172,7 +178,9 @@ pub fn topology() -> Topology {
             QueueSpec {
                 name: "invoice-orders",
                 consumer: Service::Invoice,
-                source: Source::Subscription { topic: ORDERS_TOPIC },
+                source: Source::Subscription {
+                    topic: ORDERS_TOPIC,
+                },
                 event_types: ORDER_EVENTS,
                 visibility_timeout_secs: 30,
                 max_receive_count: MAX_RECEIVE_COUNT,
@@ -180,7 +188,9 @@ pub fn topology() -> Topology {
             QueueSpec {
                 name: "notification-orders",
                 consumer: Service::Notification,
-                source: Source::Subscription { topic: ORDERS_TOPIC },
+                source: Source::Subscription {
+                    topic: ORDERS_TOPIC,
+                },
                 event_types: ORDER_EVENTS,
                 visibility_timeout_secs: 30,
                 max_receive_count: MAX_RECEIVE_COUNT,
@@ -188,7 +198,10 @@ pub fn topology() -> Topology {
             QueueSpec {
                 name: "order-invoices",
                 consumer: Service::Order,
-                source: Source::Rule { bus: BILLING_BUS, rule: "invoice-events-to-order" },
+                source: Source::Rule {
+                    bus: BILLING_BUS,
+                    rule: "invoice-events-to-order",
+                },
                 event_types: INVOICE_EVENTS,
                 visibility_timeout_secs: 30,
                 max_receive_count: MAX_RECEIVE_COUNT,
@@ -196,7 +209,10 @@ pub fn topology() -> Topology {
             QueueSpec {
                 name: "notification-invoices",
                 consumer: Service::Notification,
-                source: Source::Rule { bus: BILLING_BUS, rule: "invoice-events-to-notification" },
+                source: Source::Rule {
+                    bus: BILLING_BUS,
+                    rule: "invoice-events-to-notification",
+                },
                 event_types: INVOICE_EVENTS,
                 visibility_timeout_secs: 30,
                 max_receive_count: MAX_RECEIVE_COUNT,
@@ -227,12 +243,19 @@ impl Topology {
         if let Some(t) = self.topics.iter().find(|t| t.publisher == service) {
             return Some(Channel::Topic(t.clone()));
         }
-        self.buses.iter().find(|b| b.publisher == service).map(|b| Channel::Bus(b.clone()))
+        self.buses
+            .iter()
+            .find(|b| b.publisher == service)
+            .map(|b| Channel::Bus(b.clone()))
     }
 
     /// The queues `service` consumes.
     pub fn queues_of(&self, service: Service) -> Vec<QueueSpec> {
-        self.queues.iter().filter(|q| q.consumer == service).cloned().collect()
+        self.queues
+            .iter()
+            .filter(|q| q.consumer == service)
+            .cloned()
+            .collect()
     }
 
     /// The queues fed by `topic`.
@@ -244,7 +267,9 @@ impl Topology {
 
     /// The queues fed by rules on `bus`.
     pub fn rule_targets_on<'a>(&'a self, bus: &'a str) -> impl Iterator<Item = &'a QueueSpec> {
-        self.queues.iter().filter(move |q| matches!(q.source, Source::Rule { bus: b, .. } if b == bus))
+        self.queues
+            .iter()
+            .filter(move |q| matches!(q.source, Source::Rule { bus: b, .. } if b == bus))
     }
 }
 
@@ -284,7 +309,13 @@ mod tests {
         let t = topology();
         for q in &t.queues {
             for ty in q.event_types {
-                assert_eq!(ty.publisher(), q.expected_source(), "{} on {}", ty.as_str(), q.name);
+                assert_eq!(
+                    ty.publisher(),
+                    q.expected_source(),
+                    "{} on {}",
+                    ty.as_str(),
+                    q.name
+                );
             }
         }
     }
@@ -292,14 +323,24 @@ mod tests {
     #[test]
     fn each_service_publishes_on_the_channel_its_events_belong_to() {
         let t = topology();
-        assert_eq!(t.channel_of(Service::Order).map(|c| c.name()), Some(ORDERS_TOPIC));
-        assert_eq!(t.channel_of(Service::Invoice).map(|c| c.name()), Some(BILLING_BUS));
+        assert_eq!(
+            t.channel_of(Service::Order).map(|c| c.name()),
+            Some(ORDERS_TOPIC)
+        );
+        assert_eq!(
+            t.channel_of(Service::Invoice).map(|c| c.name()),
+            Some(BILLING_BUS)
+        );
         assert_eq!(t.channel_of(Service::Notification), None);
     }
 
     #[test]
     fn the_notification_service_consumes_both_chains() {
-        let names: Vec<_> = topology().queues_of(Service::Notification).iter().map(|q| q.name).collect();
+        let names: Vec<_> = topology()
+            .queues_of(Service::Notification)
+            .iter()
+            .map(|q| q.name)
+            .collect();
         assert_eq!(names, ["notification-orders", "notification-invoices"]);
     }
 

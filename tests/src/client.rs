@@ -22,10 +22,18 @@ pub struct Answer {
 impl Answer {
     async fn from(r: reqwest::Response) -> anyhow::Result<Answer> {
         let status = r.status().as_u16();
-        let content_type =
-            r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let content_type = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
         let text = r.text().await?;
-        Ok(Answer { status, content_type, body: serde_json::from_str(&text).unwrap_or(Value::Null) })
+        Ok(Answer {
+            status,
+            content_type,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        })
     }
 }
 
@@ -49,7 +57,14 @@ impl Client {
     }
 
     pub async fn place_order(&self, body: &Value) -> anyhow::Result<Answer> {
-        Answer::from(self.http.post(format!("{}/orders", self.order)).json(body).send().await?).await
+        Answer::from(
+            self.http
+                .post(format!("{}/orders", self.order))
+                .json(body)
+                .send()
+                .await?,
+        )
+        .await
     }
 
     /// Places an order and returns its id; fails unless it is accepted.
@@ -60,22 +75,48 @@ impl Client {
     }
 
     pub async fn order(&self, id: Uuid) -> anyhow::Result<Answer> {
-        Answer::from(self.http.get(format!("{}/orders/{id}", self.order)).send().await?).await
+        Answer::from(
+            self.http
+                .get(format!("{}/orders/{id}", self.order))
+                .send()
+                .await?,
+        )
+        .await
     }
 
     pub async fn cancel(&self, id: Uuid) -> anyhow::Result<Answer> {
-        Answer::from(self.http.post(format!("{}/orders/{id}/cancel", self.order)).send().await?).await
+        Answer::from(
+            self.http
+                .post(format!("{}/orders/{id}/cancel", self.order))
+                .send()
+                .await?,
+        )
+        .await
     }
 
     pub async fn invoices_of(&self, order_id: Uuid) -> anyhow::Result<Vec<Value>> {
-        let a = Answer::from(self.http.get(format!("{}/invoices?order_id={order_id}", self.invoice)).send().await?).await?;
+        let a = Answer::from(
+            self.http
+                .get(format!("{}/invoices?order_id={order_id}", self.invoice))
+                .send()
+                .await?,
+        )
+        .await?;
         anyhow::ensure!(a.status == 200, "invoices: {a:?}");
         Ok(serde_json::from_value(a.body)?)
     }
 
     pub async fn notifications_of(&self, order_id: Uuid) -> anyhow::Result<Vec<Value>> {
-        let a = Answer::from(self.http.get(format!("{}/notifications?order_id={order_id}", self.notification)).send().await?)
-            .await?;
+        let a = Answer::from(
+            self.http
+                .get(format!(
+                    "{}/notifications?order_id={order_id}",
+                    self.notification
+                ))
+                .send()
+                .await?,
+        )
+        .await?;
         anyhow::ensure!(a.status == 200, "notifications: {a:?}");
         Ok(serde_json::from_value(a.body)?)
     }

@@ -80,7 +80,11 @@ impl ServiceProcess {
     }
 
     /// Waits until `/health/ready` answers 200, or the process exits.
-    pub async fn wait_ready(&mut self, http: &reqwest::Client, deadline: Duration) -> anyhow::Result<()> {
+    pub async fn wait_ready(
+        &mut self,
+        http: &reqwest::Client,
+        deadline: Duration,
+    ) -> anyhow::Result<()> {
         let url = format!("{}/health/ready", self.url());
         let name = self.service.name();
         let result = wait::until(&format!("{name} to be ready"), deadline, || {
@@ -108,7 +112,10 @@ impl ServiceProcess {
     }
 
     /// Stops the process with `signal` and waits for it to exit.
-    pub async fn stop(&mut self, signal: Signal) -> anyhow::Result<Option<std::process::ExitStatus>> {
+    pub async fn stop(
+        &mut self,
+        signal: Signal,
+    ) -> anyhow::Result<Option<std::process::ExitStatus>> {
         match self.process.take() {
             Some(mut p) => Ok(Some(p.stop(signal, Duration::from_secs(30)).await?)),
             None => Ok(None),
@@ -151,7 +158,10 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
         return Ok(PathBuf::from(dir));
     }
     let exe = std::env::current_exe()?;
-    let mut dir = exe.parent().context("executable has no directory")?.to_path_buf();
+    let mut dir = exe
+        .parent()
+        .context("executable has no directory")?
+        .to_path_buf();
     if dir.ends_with("deps") {
         dir.pop();
     }
@@ -163,7 +173,9 @@ pub async fn emulator_config(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "emulator"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "emulator",
+        ))
         .load()
         .await
 }
@@ -185,10 +197,15 @@ impl Stack {
 
         let (moto, cluster) = match &options.postgres {
             PostgresSource::Ephemeral => {
-                let (moto, cluster) = tokio::join!(Moto::start(options.moto_port, &log_dir), Cluster::start(&log_dir));
+                let (moto, cluster) = tokio::join!(
+                    Moto::start(options.moto_port, &log_dir),
+                    Cluster::start(&log_dir)
+                );
                 (moto?, Some(cluster?))
             }
-            PostgresSource::External { .. } => (Moto::start(options.moto_port, &log_dir).await?, None),
+            PostgresSource::External { .. } => {
+                (Moto::start(options.moto_port, &log_dir).await?, None)
+            }
         };
         let admin_url = match (&options.postgres, &cluster) {
             (PostgresSource::External { admin_url }, _) => admin_url.clone(),
@@ -206,9 +223,15 @@ impl Stack {
         }
 
         let sdk = emulator_config(&moto.endpoint()).await;
-        let provisioned = infra::apply(&infra::Clients::from_config(&sdk), &shared::topology::topology()).await?;
+        let provisioned = infra::apply(
+            &infra::Clients::from_config(&sdk),
+            &shared::topology::topology(),
+        )
+        .await?;
 
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
         let mut services = BTreeMap::new();
         for service in Service::ALL {
             let port = match &options.service_ports {
@@ -239,11 +262,21 @@ impl Stack {
         for process in services.values_mut() {
             process.wait_ready(&http, Duration::from_secs(60)).await?;
         }
-        Ok(Stack { moto, cluster, services, database_urls, provisioned, http, log_dir })
+        Ok(Stack {
+            moto,
+            cluster,
+            services,
+            database_urls,
+            provisioned,
+            http,
+            log_dir,
+        })
     }
 
     pub fn service(&mut self, service: Service) -> &mut ServiceProcess {
-        self.services.get_mut(service.name()).expect("every service is started")
+        self.services
+            .get_mut(service.name())
+            .expect("every service is started")
     }
 
     pub fn url(&self, service: Service) -> String {
@@ -254,13 +287,22 @@ impl Stack {
     pub fn logs(&self, lines: usize) -> String {
         self.services
             .values()
-            .map(|s| format!("--- {} ({}) ---\n{}", s.service.name(), s.log_path().display(), s.log_tail(lines)))
+            .map(|s| {
+                format!(
+                    "--- {} ({}) ---\n{}",
+                    s.service.name(),
+                    s.log_path().display(),
+                    s.log_tail(lines)
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }
 
     /// Stops every service with SIGTERM (graceful), then the emulator and Postgres.
-    pub async fn shutdown(mut self) -> anyhow::Result<BTreeMap<&'static str, Option<std::process::ExitStatus>>> {
+    pub async fn shutdown(
+        mut self,
+    ) -> anyhow::Result<BTreeMap<&'static str, Option<std::process::ExitStatus>>> {
         let mut statuses = BTreeMap::new();
         for (name, process) in self.services.iter_mut() {
             statuses.insert(*name, process.stop(Signal::SIGTERM).await?);

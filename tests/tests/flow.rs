@@ -20,28 +20,52 @@ fn status(order: &Value) -> &str {
 }
 
 async fn wait_for_status(client: &Client, id: Uuid, want: &str) -> anyhow::Result<Value> {
-    Ok(wait::until(&format!("order {id} to be {want}"), SETTLE, || async {
-        let order = client.order(id).await.map_err(|e| e.to_string())?;
-        if status(&order.body) == want { Ok(order.body) } else { Err(format!("{:?}", order.body)) }
-    })
-    .await?)
+    Ok(
+        wait::until(&format!("order {id} to be {want}"), SETTLE, || async {
+            let order = client.order(id).await.map_err(|e| e.to_string())?;
+            if status(&order.body) == want {
+                Ok(order.body)
+            } else {
+                Err(format!("{:?}", order.body))
+            }
+        })
+        .await?,
+    )
 }
 
 /// Waits until the order's invoices and notifications satisfy `check`.
-async fn wait_for_effects<F>(client: &Client, id: Uuid, what: &str, check: F) -> anyhow::Result<(Vec<Value>, Vec<String>)>
+async fn wait_for_effects<F>(
+    client: &Client,
+    id: Uuid,
+    what: &str,
+    check: F,
+) -> anyhow::Result<(Vec<Value>, Vec<String>)>
 where
     F: Fn(&[Value], &[String]) -> bool,
 {
     Ok(wait::until(what, SETTLE, || async {
         let invoices = client.invoices_of(id).await.map_err(|e| e.to_string())?;
-        let kinds = client.notification_kinds(id).await.map_err(|e| e.to_string())?;
-        if check(&invoices, &kinds) { Ok((invoices, kinds)) } else { Err(format!("invoices {invoices:?}, notifications {kinds:?}")) }
+        let kinds = client
+            .notification_kinds(id)
+            .await
+            .map_err(|e| e.to_string())?;
+        if check(&invoices, &kinds) {
+            Ok((invoices, kinds))
+        } else {
+            Err(format!("invoices {invoices:?}, notifications {kinds:?}"))
+        }
     })
     .await?)
 }
 
 async fn queue_depth(sqs: &aws_sdk_sqs::Client, name: &str) -> anyhow::Result<(u64, u64)> {
-    let url = sqs.get_queue_url().queue_name(name).send().await?.queue_url.context("url")?;
+    let url = sqs
+        .get_queue_url()
+        .queue_name(name)
+        .send()
+        .await?
+        .queue_url
+        .context("url")?;
     let attrs = sqs
         .get_queue_attributes()
         .queue_url(url)
@@ -50,9 +74,16 @@ async fn queue_depth(sqs: &aws_sdk_sqs::Client, name: &str) -> anyhow::Result<(u
         .send()
         .await?;
     let get = |n: QueueAttributeName| -> u64 {
-        attrs.attributes().and_then(|a| a.get(&n)).and_then(|v| v.parse().ok()).unwrap_or(u64::MAX)
+        attrs
+            .attributes()
+            .and_then(|a| a.get(&n))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(u64::MAX)
     };
-    Ok((get(QueueAttributeName::ApproximateNumberOfMessages), get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)))
+    Ok((
+        get(QueueAttributeName::ApproximateNumberOfMessages),
+        get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,7 +97,10 @@ async fn orders_are_invoiced_and_notified_and_cancellations_void_invoices() -> a
     let statuses = stack.shutdown().await?;
     for (name, status) in statuses {
         let status = status.context("service was running")?;
-        assert!(status.success(), "{name} did not stop gracefully on SIGTERM: {status}");
+        assert!(
+            status.success(),
+            "{name} did not stop gracefully on SIGTERM: {status}"
+        );
     }
     Ok(())
 }
@@ -75,59 +109,104 @@ async fn run_flow(stack: &mut Stack) -> anyhow::Result<()> {
     let client = Client::for_stack(stack);
 
     // A stays invoiced; C is cancelled after it was invoiced.
-    let a = client.place(&order_body("alice", &[("SKU-1", 2, 1999), ("SKU-2", 1, 500)])).await?;
-    let c = client.place(&order_body("carol", &[("SKU-3", 3, 250)])).await?;
+    let a = client
+        .place(&order_body(
+            "alice",
+            &[("SKU-1", 2, 1999), ("SKU-2", 1, 500)],
+        ))
+        .await?;
+    let c = client
+        .place(&order_body("carol", &[("SKU-3", 3, 250)]))
+        .await?;
     let order_a = wait_for_status(&client, a, "INVOICED").await?;
     assert_eq!(order_a["invoice"]["total_minor"], 4498);
     wait_for_status(&client, c, "INVOICED").await?;
     let cancelled = client.cancel(c).await?;
-    assert_eq!((cancelled.status, cancelled.body["status"].as_str()), (202, Some("CANCELLED")));
+    assert_eq!(
+        (cancelled.status, cancelled.body["status"].as_str()),
+        (202, Some("CANCELLED"))
+    );
 
     // B is cancelled while the invoice service is down, so before it can be invoiced.
-    let exit = stack.service(Service::Invoice).stop(Signal::SIGTERM).await?.context("invoice was running")?;
-    assert!(exit.success(), "invoice service did not stop gracefully: {exit}");
-    let b = client.place(&order_body("bob", &[("SKU-4", 1, 100)])).await?;
+    let exit = stack
+        .service(Service::Invoice)
+        .stop(Signal::SIGTERM)
+        .await?
+        .context("invoice was running")?;
+    assert!(
+        exit.success(),
+        "invoice service did not stop gracefully: {exit}"
+    );
+    let b = client
+        .place(&order_body("bob", &[("SKU-4", 1, 100)]))
+        .await?;
     assert_eq!(client.cancel(b).await?.status, 202);
     assert_eq!(status(&client.order(b).await?.body), "CANCELLED");
     let http = stack.http.clone();
     stack.service(Service::Invoice).restart(&http).await?;
 
     // A: one issued invoice with the right total; received + invoiced notifications.
-    let (invoices, kinds) = wait_for_effects(&client, a, "A's invoice and notifications", |inv, kinds| {
-        inv.len() == 1 && kinds.len() == 2
-    })
-    .await?;
+    let (invoices, kinds) =
+        wait_for_effects(&client, a, "A's invoice and notifications", |inv, kinds| {
+            inv.len() == 1 && kinds.len() == 2
+        })
+        .await?;
     assert_eq!(invoices[0]["status"], "ISSUED");
     assert_eq!(invoices[0]["total_minor"], 4498);
     assert_eq!(invoices[0]["currency"], "EUR");
     assert_eq!(kinds, ["invoice-issued", "order-received"]);
 
     // C: one invoice, voided; four notifications; the order knows of the void.
-    let (invoices, kinds) = wait_for_effects(&client, c, "C's voided invoice and notifications", |inv, kinds| {
-        inv.len() == 1 && inv[0]["status"] == "VOIDED" && kinds.len() == 4
-    })
+    let (invoices, kinds) = wait_for_effects(
+        &client,
+        c,
+        "C's voided invoice and notifications",
+        |inv, kinds| inv.len() == 1 && inv[0]["status"] == "VOIDED" && kinds.len() == 4,
+    )
     .await?;
     assert_eq!(invoices[0]["total_minor"], 750);
-    assert_eq!(kinds, ["invoice-issued", "invoice-voided", "order-cancelled", "order-received"]);
-    let order_c = wait::until("C's order to know its invoice was voided", SETTLE, || async {
-        let o = client.order(c).await.map_err(|e| e.to_string())?.body;
-        if o["invoice"]["voided"] == true { Ok(o) } else { Err(o.to_string()) }
-    })
+    assert_eq!(
+        kinds,
+        [
+            "invoice-issued",
+            "invoice-voided",
+            "order-cancelled",
+            "order-received"
+        ]
+    );
+    let order_c = wait::until(
+        "C's order to know its invoice was voided",
+        SETTLE,
+        || async {
+            let o = client.order(c).await.map_err(|e| e.to_string())?.body;
+            if o["invoice"]["voided"] == true {
+                Ok(o)
+            } else {
+                Err(o.to_string())
+            }
+        },
+    )
     .await?;
     assert_eq!(status(&order_c), "CANCELLED");
 
     // B: whichever event the invoice service saw first, no invoice stays issued,
     // and the notifications match what happened.
-    let (invoices, kinds) = wait_for_effects(&client, b, "B's cancellation to settle", |inv, kinds| {
-        let voided_or_none = inv.iter().all(|i| i["status"] == "VOIDED");
-        let expected = if inv.is_empty() { 2 } else { 4 };
-        voided_or_none && kinds.len() == expected
-    })
-    .await?;
+    let (invoices, kinds) =
+        wait_for_effects(&client, b, "B's cancellation to settle", |inv, kinds| {
+            let voided_or_none = inv.iter().all(|i| i["status"] == "VOIDED");
+            let expected = if inv.is_empty() { 2 } else { 4 };
+            voided_or_none && kinds.len() == expected
+        })
+        .await?;
     assert!(invoices.len() <= 1, "{invoices:?}");
     let mut expected = vec!["order-cancelled", "order-received"];
     if !invoices.is_empty() {
-        expected = vec!["invoice-issued", "invoice-voided", "order-cancelled", "order-received"];
+        expected = vec![
+            "invoice-issued",
+            "invoice-voided",
+            "order-cancelled",
+            "order-received",
+        ];
     }
     assert_eq!(kinds, expected);
     assert_eq!(status(&client.order(b).await?.body), "CANCELLED");
@@ -145,7 +224,12 @@ async fn run_flow(stack: &mut Stack) -> anyhow::Result<()> {
     })
     .await?;
     for q in topology().queues {
-        assert_eq!(queue_depth(&sqs, &q.dlq_name()).await?, (0, 0), "{} is not empty", q.dlq_name());
+        assert_eq!(
+            queue_depth(&sqs, &q.dlq_name()).await?,
+            (0, 0),
+            "{} is not empty",
+            q.dlq_name()
+        );
     }
     Ok(())
 }
@@ -154,8 +238,13 @@ async fn run_flow(stack: &mut Stack) -> anyhow::Result<()> {
 async fn a_redelivered_event_changes_nothing() -> anyhow::Result<()> {
     let stack = Stack::start(StackOptions::for_test("redelivery")?).await?;
     let client = Client::for_stack(&stack);
-    let id = client.place(&order_body("dave", &[("SKU-1", 1, 1000)])).await?;
-    wait_for_effects(&client, id, "the first delivery's effects", |inv, kinds| inv.len() == 1 && kinds.len() == 2).await?;
+    let id = client
+        .place(&order_body("dave", &[("SKU-1", 1, 1000)]))
+        .await?;
+    wait_for_effects(&client, id, "the first delivery's effects", |inv, kinds| {
+        inv.len() == 1 && kinds.len() == 2
+    })
+    .await?;
 
     // Send the very same OrderPlaced envelope again, as a redelivery would.
     let pool = sqlx::PgPool::connect(&stack.database_urls["order"]).await?;
@@ -167,7 +256,11 @@ async fn a_redelivered_event_changes_nothing() -> anyhow::Result<()> {
     let sqs = aws_sdk_sqs::Client::new(&emulator_config(&stack.moto.endpoint()).await);
     for queue in ["invoice-orders", "notification-orders"] {
         let url = &stack.provisioned.queues[queue].url;
-        sqs.send_message().queue_url(url).message_body(&envelope).send().await?;
+        sqs.send_message()
+            .queue_url(url)
+            .message_body(&envelope)
+            .send()
+            .await?;
     }
     let invoice_db = sqlx::PgPool::connect(&stack.database_urls["invoice"]).await?;
     let notification_db = sqlx::PgPool::connect(&stack.database_urls["notification"]).await?;
@@ -179,15 +272,28 @@ async fn a_redelivered_event_changes_nothing() -> anyhow::Result<()> {
                 pending.push(format!("{queue}: {depth:?}"));
             }
         }
-        if pending.is_empty() { Ok(()) } else { Err(pending.join(", ")) }
+        if pending.is_empty() {
+            Ok(())
+        } else {
+            Err(pending.join(", "))
+        }
     })
     .await?;
     assert_eq!(client.invoices_of(id).await?.len(), 1);
-    assert_eq!(client.notification_kinds(id).await?, ["invoice-issued", "order-received"]);
+    assert_eq!(
+        client.notification_kinds(id).await?,
+        ["invoice-issued", "order-received"]
+    );
     // Each inbox holds the event once: the duplicate was skipped, not applied twice.
-    let event_id: Uuid = serde_json::from_str::<Value>(&envelope)?["id"].as_str().context("id")?.parse()?;
+    let event_id: Uuid = serde_json::from_str::<Value>(&envelope)?["id"]
+        .as_str()
+        .context("id")?
+        .parse()?;
     for db in [&invoice_db, &notification_db] {
-        let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox WHERE event_id = $1").bind(event_id).fetch_one(db).await?;
+        let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_one(db)
+            .await?;
         assert_eq!(seen, 1);
     }
     let dlq = queue_depth(&sqs, "invoice-orders-dlq").await?;

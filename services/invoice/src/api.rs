@@ -44,14 +44,22 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
             ApiError::Path(r) => {
-                Problem::new(StatusCode::NOT_FOUND, "not-found", "No such invoice").with_detail(r.body_text()).into_response()
+                Problem::new(StatusCode::NOT_FOUND, "not-found", "No such invoice")
+                    .with_detail(r.body_text())
+                    .into_response()
             }
-            ApiError::Query(r) => Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "Expected ?order_id=<uuid>")
-                .with_detail(r.body_text())
-                .into_response(),
-            ApiError::NotFound(id) => Problem::new(StatusCode::NOT_FOUND, "not-found", "No such invoice")
-                .with_detail(format!("invoice {id} does not exist"))
-                .into_response(),
+            ApiError::Query(r) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-query",
+                "Expected ?order_id=<uuid>",
+            )
+            .with_detail(r.body_text())
+            .into_response(),
+            ApiError::NotFound(id) => {
+                Problem::new(StatusCode::NOT_FOUND, "not-found", "No such invoice")
+                    .with_detail(format!("invoice {id} does not exist"))
+                    .into_response()
+            }
             ApiError::Database(e) => {
                 tracing::error!(error = %e, "request failed");
                 Problem::internal().into_response()
@@ -65,9 +73,15 @@ struct ByOrder {
     order_id: Uuid,
 }
 
-async fn get_invoice(State(state): State<AppState>, id: Result<Path<Uuid>, PathRejection>) -> Result<Json<Invoice>, ApiError> {
+async fn get_invoice(
+    State(state): State<AppState>,
+    id: Result<Path<Uuid>, PathRejection>,
+) -> Result<Json<Invoice>, ApiError> {
     let Path(id) = id?;
-    store::get(&state.pool, id).await?.map(Json).ok_or(ApiError::NotFound(id))
+    store::get(&state.pool, id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound(id))
 }
 
 async fn list_invoices(

@@ -10,7 +10,9 @@
 //!   `OrderPlaced` issues nothing.
 
 use shared::consumer::{Handler, HandlerError};
-use shared::events::{Envelope, Event, InvoiceIssued, InvoiceVoided, OrderCancelled, OrderPlaced, ReceivedEvent};
+use shared::events::{
+    Envelope, Event, InvoiceIssued, InvoiceVoided, OrderCancelled, OrderPlaced, ReceivedEvent,
+};
 use shared::outbox::{self, OutboxError};
 use shared::topology::Service;
 use sqlx::PgConnection;
@@ -22,21 +24,33 @@ use crate::store;
 pub struct OrderEvents;
 
 impl Handler for OrderEvents {
-    async fn handle(&self, event: &ReceivedEvent, tx: &mut PgConnection) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        event: &ReceivedEvent,
+        tx: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
         match &event.event {
             Event::OrderPlaced(placed) => issue(tx, placed, &event.correlation_id).await,
             Event::OrderCancelled(cancelled) => cancel(tx, cancelled, &event.correlation_id).await,
-            other => Err(HandlerError::Reject(format!("{:?} is not for the invoice service", other.event_type()))),
+            other => Err(HandlerError::Reject(format!(
+                "{:?} is not for the invoice service",
+                other.event_type()
+            ))),
         }
     }
 }
 
-async fn issue(tx: &mut PgConnection, placed: &OrderPlaced, correlation_id: &str) -> Result<(), HandlerError> {
+async fn issue(
+    tx: &mut PgConnection,
+    placed: &OrderPlaced,
+    correlation_id: &str,
+) -> Result<(), HandlerError> {
     if store::was_cancelled(tx, placed.order_id).await? {
         tracing::info!("order was cancelled before it was invoiced; no invoice issued");
         return Ok(());
     }
-    let total = invoice_total(&placed.lines).map_err(|e| HandlerError::Reject(format!("invoice total: {e}")))?;
+    let total = invoice_total(&placed.lines)
+        .map_err(|e| HandlerError::Reject(format!("invoice total: {e}")))?;
     let invoice_id = Uuid::now_v7();
     let inserted = store::insert_issued(
         tx,
@@ -63,7 +77,11 @@ async fn issue(tx: &mut PgConnection, placed: &OrderPlaced, correlation_id: &str
     Ok(())
 }
 
-async fn cancel(tx: &mut PgConnection, cancelled: &OrderCancelled, correlation_id: &str) -> Result<(), HandlerError> {
+async fn cancel(
+    tx: &mut PgConnection,
+    cancelled: &OrderCancelled,
+    correlation_id: &str,
+) -> Result<(), HandlerError> {
     match store::for_order_locked(tx, cancelled.order_id).await? {
         None => {
             store::record_cancellation(tx, cancelled.order_id).await?;
@@ -86,9 +104,15 @@ async fn cancel(tx: &mut PgConnection, cancelled: &OrderCancelled, correlation_i
     Ok(())
 }
 
-async fn emit(tx: &mut PgConnection, event: &Event, correlation_id: &str) -> Result<(), HandlerError> {
-    outbox::enqueue(tx, &Envelope::new(Service::Invoice, event, correlation_id)).await.map_err(|e| match e {
-        OutboxError::TooLarge { .. } => HandlerError::Reject(e.to_string()),
-        OutboxError::Database(db) => HandlerError::from(db),
-    })
+async fn emit(
+    tx: &mut PgConnection,
+    event: &Event,
+    correlation_id: &str,
+) -> Result<(), HandlerError> {
+    outbox::enqueue(tx, &Envelope::new(Service::Invoice, event, correlation_id))
+        .await
+        .map_err(|e| match e {
+            OutboxError::TooLarge { .. } => HandlerError::Reject(e.to_string()),
+            OutboxError::Database(db) => HandlerError::from(db),
+        })
 }

@@ -30,7 +30,9 @@ impl TryFrom<String> for StatusColumn {
     type Error = String;
 
     fn try_from(s: String) -> Result<Self, String> {
-        InvoiceStatus::parse(&s).map(StatusColumn).ok_or_else(|| format!("unknown invoice status {s}"))
+        InvoiceStatus::parse(&s)
+            .map(StatusColumn)
+            .ok_or_else(|| format!("unknown invoice status {s}"))
     }
 }
 
@@ -45,16 +47,28 @@ macro_rules! select_invoice {
 }
 
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Invoice>, sqlx::Error> {
-    sqlx::query_as(select_invoice!("WHERE id = $1")).bind(id).fetch_optional(pool).await
+    sqlx::query_as(select_invoice!("WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
 }
 
 pub async fn by_order(pool: &PgPool, order_id: Uuid) -> Result<Vec<Invoice>, sqlx::Error> {
-    sqlx::query_as(select_invoice!("WHERE order_id = $1 ORDER BY issued_at")).bind(order_id).fetch_all(pool).await
+    sqlx::query_as(select_invoice!("WHERE order_id = $1 ORDER BY issued_at"))
+        .bind(order_id)
+        .fetch_all(pool)
+        .await
 }
 
 /// The order's invoice, locked for update.
-pub async fn for_order_locked(conn: &mut PgConnection, order_id: Uuid) -> Result<Option<Invoice>, sqlx::Error> {
-    sqlx::query_as(select_invoice!("WHERE order_id = $1 FOR UPDATE")).bind(order_id).fetch_optional(conn).await
+pub async fn for_order_locked(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+) -> Result<Option<Invoice>, sqlx::Error> {
+    sqlx::query_as(select_invoice!("WHERE order_id = $1 FOR UPDATE"))
+        .bind(order_id)
+        .fetch_optional(conn)
+        .await
 }
 
 /// Inserts an issued invoice; `false` if the order already has one.
@@ -89,7 +103,10 @@ pub async fn void(conn: &mut PgConnection, invoice_id: Uuid) -> Result<(), sqlx:
 }
 
 /// Records that the order was cancelled before any invoice existed.
-pub async fn record_cancellation(conn: &mut PgConnection, order_id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn record_cancellation(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO order_cancellations (order_id) VALUES ($1) ON CONFLICT DO NOTHING")
         .bind(order_id)
         .execute(conn)

@@ -19,7 +19,9 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new().route("/notifications", get(list_notifications)).with_state(state)
+    Router::new()
+        .route("/notifications", get(list_notifications))
+        .with_state(state)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,9 +35,13 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            ApiError::Query(r) => Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "Expected ?order_id=<uuid>")
-                .with_detail(r.body_text())
-                .into_response(),
+            ApiError::Query(r) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-query",
+                "Expected ?order_id=<uuid>",
+            )
+            .with_detail(r.body_text())
+            .into_response(),
             ApiError::Database(e) => {
                 tracing::error!(error = %e, "request failed");
                 Problem::internal().into_response()

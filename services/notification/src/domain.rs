@@ -21,20 +21,32 @@ impl Notification {
         let (kind, customer, message) = match &received.event {
             Event::OrderPlaced(e) => {
                 let items: u32 = e.lines.iter().map(|l| l.quantity).sum();
-                ("order-received", &e.customer_id, format!("We received your order {} ({items} item(s)).", e.order_id))
+                (
+                    "order-received",
+                    &e.customer_id,
+                    format!("We received your order {} ({items} item(s)).", e.order_id),
+                )
             }
-            Event::OrderCancelled(e) => {
-                ("order-cancelled", &e.customer_id, format!("Your order {} was cancelled.", e.order_id))
-            }
+            Event::OrderCancelled(e) => (
+                "order-cancelled",
+                &e.customer_id,
+                format!("Your order {} was cancelled.", e.order_id),
+            ),
             Event::InvoiceIssued(e) => (
                 "invoice-issued",
                 &e.customer_id,
-                format!("Invoice {} for order {}: {} {} (minor units).", e.invoice_id, e.order_id, e.total_minor, e.currency),
+                format!(
+                    "Invoice {} for order {}: {} {} (minor units).",
+                    e.invoice_id, e.order_id, e.total_minor, e.currency
+                ),
             ),
             Event::InvoiceVoided(e) => (
                 "invoice-voided",
                 &e.customer_id,
-                format!("Invoice {} for order {} was voided.", e.invoice_id, e.order_id),
+                format!(
+                    "Invoice {} for order {} was voided.",
+                    e.invoice_id, e.order_id
+                ),
             ),
         };
         Notification {

@@ -22,12 +22,19 @@ pub struct Notify<S> {
 }
 
 impl<S: Sender> Handler for Notify<S> {
-    async fn handle(&self, event: &ReceivedEvent, tx: &mut PgConnection) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        event: &ReceivedEvent,
+        tx: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
         let notification = Notification::for_event(event);
         if !store::record_sent(tx, &notification, self.sender.channel()).await? {
             tracing::info!("a notification for this event exists already");
             return Ok(());
         }
-        self.sender.send(&notification).await.map_err(|e| HandlerError::Retry(e.to_string()))
+        self.sender
+            .send(&notification)
+            .await
+            .map_err(|e| HandlerError::Retry(e.to_string()))
     }
 }

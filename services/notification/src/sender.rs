@@ -13,7 +13,10 @@ pub trait Sender: Send + Sync + 'static {
     /// The channel name recorded with each notification.
     fn channel(&self) -> &'static str;
 
-    fn send(&self, notification: &Notification) -> impl Future<Output = Result<(), SendError>> + Send;
+    fn send(
+        &self,
+        notification: &Notification,
+    ) -> impl Future<Output = Result<(), SendError>> + Send;
 }
 
 /// Writes the notification to the log instead of sending it.

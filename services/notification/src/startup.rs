@@ -23,9 +23,16 @@ impl Settings {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         match env.get("NOTIFICATION_SENDER").as_deref() {
             None | Some("log") => {}
-            Some(other) => return Err(ConfigError::new("NOTIFICATION_SENDER", format!("must be 'log', got '{other}'"))),
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "NOTIFICATION_SENDER",
+                    format!("must be 'log', got '{other}'"),
+                ));
+            }
         }
-        Ok(Settings { common: CommonSettings::from_env(env, DEFAULT_PORT)? })
+        Ok(Settings {
+            common: CommonSettings::from_env(env, DEFAULT_PORT)?,
+        })
     }
 }
 
@@ -37,17 +44,31 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let listener = TcpListener::bind(("0.0.0.0", settings.common.port)).await?;
-        let runtime = Runtime::connect(Service::Notification, settings.common, sqlx::migrate!("./migrations")).await?;
+        let runtime = Runtime::connect(
+            Service::Notification,
+            settings.common,
+            sqlx::migrate!("./migrations"),
+        )
+        .await?;
         Ok(Application { runtime, listener })
     }
 
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+        self.listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default()
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartupError> {
-        let router = api::router(AppState { pool: self.runtime.pool.clone() });
-        let handler = Arc::new(Notify { sender: Arc::new(LogSender) });
-        self.runtime.run(self.listener, router, handler, shutdown).await
+        let router = api::router(AppState {
+            pool: self.runtime.pool.clone(),
+        });
+        let handler = Arc::new(Notify {
+            sender: Arc::new(LogSender),
+        });
+        self.runtime
+            .run(self.listener, router, handler, shutdown)
+            .await
     }
 }

@@ -23,7 +23,11 @@ pub struct NotificationView {
 }
 
 /// Records a notification as sent; `false` if one exists for the event already.
-pub async fn record_sent(conn: &mut PgConnection, n: &Notification, channel: &str) -> Result<bool, sqlx::Error> {
+pub async fn record_sent(
+    conn: &mut PgConnection,
+    n: &Notification,
+    channel: &str,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "INSERT INTO notifications (id, event_id, event_type, order_id, kind, channel, recipient, message, sent_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now()) ON CONFLICT (event_id) DO NOTHING",

@@ -57,33 +57,53 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            ApiError::Validation(errors) => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation-error", "The order is not valid")
-                    .with_detail(format!("{} field(s) are invalid", errors.len()))
-                    .with_extension("errors", serde_json::to_value(errors).unwrap_or_default())
-                    .into_response()
-            }
+            ApiError::Validation(errors) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation-error",
+                "The order is not valid",
+            )
+            .with_detail(format!("{} field(s) are invalid", errors.len()))
+            .with_extension("errors", serde_json::to_value(errors).unwrap_or_default())
+            .into_response(),
             ApiError::Body(rejection) => {
                 let status = rejection.status();
                 let (kind, title) = match status {
-                    StatusCode::PAYLOAD_TOO_LARGE => ("body-too-large", "The request body is too large"),
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported-media-type", "Expected Content-Type: application/json"),
-                    StatusCode::UNPROCESSABLE_ENTITY => ("invalid-body", "The body does not match the expected shape"),
+                    StatusCode::PAYLOAD_TOO_LARGE => {
+                        ("body-too-large", "The request body is too large")
+                    }
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+                        "unsupported-media-type",
+                        "Expected Content-Type: application/json",
+                    ),
+                    StatusCode::UNPROCESSABLE_ENTITY => {
+                        ("invalid-body", "The body does not match the expected shape")
+                    }
                     _ => ("malformed-body", "The body is not valid JSON"),
                 };
-                Problem::new(status, kind, title).with_detail(rejection.body_text()).into_response()
-            }
-            ApiError::Path(rejection) => Problem::new(StatusCode::NOT_FOUND, "not-found", "No such order")
-                .with_detail(rejection.body_text())
-                .into_response(),
-            ApiError::NotFound(id) => Problem::new(StatusCode::NOT_FOUND, "not-found", "No such order")
-                .with_detail(format!("order {id} does not exist"))
-                .into_response(),
-            ApiError::Store(StoreError::Outbox(shared::outbox::OutboxError::TooLarge { size, .. })) => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "event-too-large", "The order is too large to announce")
-                    .with_detail(format!("its event would be {size} bytes"))
+                Problem::new(status, kind, title)
+                    .with_detail(rejection.body_text())
                     .into_response()
             }
+            ApiError::Path(rejection) => {
+                Problem::new(StatusCode::NOT_FOUND, "not-found", "No such order")
+                    .with_detail(rejection.body_text())
+                    .into_response()
+            }
+            ApiError::NotFound(id) => {
+                Problem::new(StatusCode::NOT_FOUND, "not-found", "No such order")
+                    .with_detail(format!("order {id} does not exist"))
+                    .into_response()
+            }
+            ApiError::Store(StoreError::Outbox(shared::outbox::OutboxError::TooLarge {
+                size,
+                ..
+            })) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "event-too-large",
+                "The order is too large to announce",
+            )
+            .with_detail(format!("its event would be {size} bytes"))
+            .into_response(),
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "request failed");
                 Problem::internal().into_response()
@@ -103,7 +123,10 @@ pub struct OrderId(pub Uuid);
 impl<S: Send + Sync> FromRequestParts<S> for OrderId {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
         let Path(id) = Path::<Uuid>::from_request_parts(parts, state).await?;
         Ok(OrderId(id))
     }
@@ -116,7 +139,10 @@ pub struct Accepted {
 }
 
 #[tracing::instrument(skip_all, fields(order_id))]
-async fn place_order(State(state): State<AppState>, ApiJson(body): ApiJson<PlaceOrderRequest>) -> Result<Response, ApiError> {
+async fn place_order(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<PlaceOrderRequest>,
+) -> Result<Response, ApiError> {
     let order = NewOrder::try_from(body).map_err(ApiError::Validation)?;
     let id = store::place(&state.pool, &order).await?;
     tracing::Span::current().record("order_id", tracing::field::display(id));
@@ -125,17 +151,43 @@ async fn place_order(State(state): State<AppState>, ApiJson(body): ApiJson<Place
     if let Ok(location) = HeaderValue::from_str(&format!("/orders/{id}")) {
         headers.insert(header::LOCATION, location);
     }
-    Ok((StatusCode::ACCEPTED, headers, Json(Accepted { order_id: id, status: OrderStatus::Placed })).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        headers,
+        Json(Accepted {
+            order_id: id,
+            status: OrderStatus::Placed,
+        }),
+    )
+        .into_response())
 }
 
 #[tracing::instrument(skip_all, fields(order_id = %id))]
-async fn get_order(State(state): State<AppState>, OrderId(id): OrderId) -> Result<Json<OrderView>, ApiError> {
-    store::get(&state.pool, id).await?.map(Json).ok_or(ApiError::NotFound(id))
+async fn get_order(
+    State(state): State<AppState>,
+    OrderId(id): OrderId,
+) -> Result<Json<OrderView>, ApiError> {
+    store::get(&state.pool, id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound(id))
 }
 
 #[tracing::instrument(skip_all, fields(order_id = %id))]
-async fn cancel_order(State(state): State<AppState>, OrderId(id): OrderId) -> Result<Response, ApiError> {
-    let order = store::cancel(&state.pool, id).await?.ok_or(ApiError::NotFound(id))?;
+async fn cancel_order(
+    State(state): State<AppState>,
+    OrderId(id): OrderId,
+) -> Result<Response, ApiError> {
+    let order = store::cancel(&state.pool, id)
+        .await?
+        .ok_or(ApiError::NotFound(id))?;
     tracing::info!("order cancelled");
-    Ok((StatusCode::ACCEPTED, Json(Accepted { order_id: id, status: order.status })).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            order_id: id,
+            status: order.status,
+        }),
+    )
+        .into_response())
 }

@@ -23,7 +23,10 @@ pub struct FieldError {
 
 impl FieldError {
     fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
-        FieldError { field: field.into(), problem: problem.into() }
+        FieldError {
+            field: field.into(),
+            problem: problem.into(),
+        }
     }
 }
 
@@ -65,7 +68,10 @@ fn parse_identifier(raw: &str) -> Result<String, String> {
     if raw.chars().count() > MAX_ID_LEN {
         return Err(format!("must be at most {MAX_ID_LEN} characters"));
     }
-    if !raw.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:@".contains(c)) {
+    if !raw
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.:@".contains(c))
+    {
         return Err("may contain only letters, digits and - _ . : @".into());
     }
     Ok(raw.to_string())
@@ -92,17 +98,27 @@ impl TryFrom<PlaceOrderRequest> for NewOrder {
             errors.push(FieldError::new("lines", "an order needs at least one line"));
         }
         if req.lines.len() > MAX_LINES {
-            errors.push(FieldError::new("lines", format!("an order has at most {MAX_LINES} lines")));
+            errors.push(FieldError::new(
+                "lines",
+                format!("an order has at most {MAX_LINES} lines"),
+            ));
         }
         let mut currency: Option<Currency> = None;
         let mut lines = Vec::with_capacity(req.lines.len());
         for (i, line) in req.lines.iter().enumerate() {
             let at = |f: &str| format!("lines[{i}].{f}");
-            let sku = parse_identifier(&line.sku).map_err(|p| errors.push(FieldError::new(at("sku"), p))).ok();
+            let sku = parse_identifier(&line.sku)
+                .map_err(|p| errors.push(FieldError::new(at("sku"), p)))
+                .ok();
             let quantity = u32::try_from(line.quantity)
                 .ok()
                 .filter(|q| (1..=MAX_QUANTITY).contains(q))
-                .ok_or_else(|| errors.push(FieldError::new(at("quantity"), format!("must be between 1 and {MAX_QUANTITY}"))))
+                .ok_or_else(|| {
+                    errors.push(FieldError::new(
+                        at("quantity"),
+                        format!("must be between 1 and {MAX_QUANTITY}"),
+                    ))
+                })
                 .ok();
             let price = MinorUnits::try_from(line.unit_price_minor)
                 .map_err(|e| errors.push(FieldError::new(at("unit_price_minor"), e.to_string())))
@@ -119,17 +135,28 @@ impl TryFrom<PlaceOrderRequest> for NewOrder {
                 },
             }
             if let (Some(sku), Some(quantity), Some(unit_price_minor)) = (sku, quantity, price) {
-                lines.push(OrderLine { sku, quantity, unit_price_minor });
+                lines.push(OrderLine {
+                    sku,
+                    quantity,
+                    unit_price_minor,
+                });
             }
         }
         let total = lines.iter().try_fold(MinorUnits::ZERO, |acc, l| {
-            l.unit_price_minor.checked_mul(l.quantity).and_then(|sub| acc.checked_add(sub))
+            l.unit_price_minor
+                .checked_mul(l.quantity)
+                .and_then(|sub| acc.checked_add(sub))
         });
-        let total = total.map_err(|e| errors.push(FieldError::new("lines", format!("the order total {e}")))).ok();
+        let total = total
+            .map_err(|e| errors.push(FieldError::new("lines", format!("the order total {e}"))))
+            .ok();
         match (customer_id, currency, total) {
-            (Some(customer_id), Some(currency), Some(total)) if errors.is_empty() => {
-                Ok(NewOrder { customer_id, currency, lines, total })
-            }
+            (Some(customer_id), Some(currency), Some(total)) if errors.is_empty() => Ok(NewOrder {
+                customer_id,
+                currency,
+                lines,
+                total,
+            }),
             _ => Err(errors),
         }
     }
@@ -153,7 +180,13 @@ impl OrderStatus {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [OrderStatus::Placed, OrderStatus::Invoiced, OrderStatus::Cancelled].into_iter().find(|v| v.as_str() == s)
+        [
+            OrderStatus::Placed,
+            OrderStatus::Invoiced,
+            OrderStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 }
 
@@ -168,20 +201,35 @@ mod tests {
     use super::*;
 
     fn line(sku: &str, quantity: i64, price: i64, currency: &str) -> LineRequest {
-        LineRequest { sku: sku.into(), quantity, unit_price_minor: price, currency: currency.into() }
+        LineRequest {
+            sku: sku.into(),
+            quantity,
+            unit_price_minor: price,
+            currency: currency.into(),
+        }
     }
 
     fn request(lines: Vec<LineRequest>) -> PlaceOrderRequest {
-        PlaceOrderRequest { customer_id: "c-1".into(), lines }
+        PlaceOrderRequest {
+            customer_id: "c-1".into(),
+            lines,
+        }
     }
 
     fn fields(r: Result<NewOrder, Vec<FieldError>>) -> Vec<String> {
-        r.expect_err("must be invalid").into_iter().map(|e| e.field).collect()
+        r.expect_err("must be invalid")
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
     }
 
     #[test]
     fn a_valid_request_becomes_an_order_with_its_total() {
-        let order = NewOrder::try_from(request(vec![line("A", 2, 1999, "EUR"), line("B", 1, 1, "EUR")])).expect("valid");
+        let order = NewOrder::try_from(request(vec![
+            line("A", 2, 1999, "EUR"),
+            line("B", 1, 1, "EUR"),
+        ]))
+        .expect("valid");
         assert_eq!(order.total.value(), 3999);
         assert_eq!(order.currency.code(), "EUR");
         assert_eq!(order.lines.len(), 2);
@@ -190,7 +238,10 @@ mod tests {
     #[test]
     fn quantities_outside_one_to_a_thousand_are_refused() {
         for q in [0, -1, 1001, i64::MAX] {
-            assert_eq!(fields(NewOrder::try_from(request(vec![line("A", q, 1, "EUR")]))), ["lines[0].quantity"]);
+            assert_eq!(
+                fields(NewOrder::try_from(request(vec![line("A", q, 1, "EUR")]))),
+                ["lines[0].quantity"]
+            );
         }
         assert!(NewOrder::try_from(request(vec![line("A", 1000, 1, "EUR")])).is_ok());
     }
@@ -200,27 +251,43 @@ mod tests {
         let mut req = request(vec![line("", 1, -5, "XYZ")]);
         req.customer_id = String::new();
         let got = fields(NewOrder::try_from(req));
-        assert_eq!(got, ["customer_id", "lines[0].sku", "lines[0].unit_price_minor", "lines[0].currency"]);
+        assert_eq!(
+            got,
+            [
+                "customer_id",
+                "lines[0].sku",
+                "lines[0].unit_price_minor",
+                "lines[0].currency"
+            ]
+        );
     }
 
     #[test]
     fn empty_and_oversized_orders_are_refused() {
         assert_eq!(fields(NewOrder::try_from(request(vec![]))), ["lines"]);
-        let many = (0..101).map(|i| line(&format!("S{i}"), 1, 1, "EUR")).collect();
+        let many = (0..101)
+            .map(|i| line(&format!("S{i}"), 1, 1, "EUR"))
+            .collect();
         assert_eq!(fields(NewOrder::try_from(request(many))), ["lines"]);
     }
 
     #[test]
     fn mixed_currencies_are_refused() {
         assert_eq!(
-            fields(NewOrder::try_from(request(vec![line("A", 1, 1, "EUR"), line("B", 1, 1, "USD")]))),
+            fields(NewOrder::try_from(request(vec![
+                line("A", 1, 1, "EUR"),
+                line("B", 1, 1, "USD")
+            ]))),
             ["lines[1].currency"]
         );
     }
 
     #[test]
     fn a_total_that_overflows_is_refused_not_wrapped() {
-        let lines = vec![line("A", 1000, i64::MAX / 1000, "EUR"), line("B", 1000, i64::MAX / 1000, "EUR")];
+        let lines = vec![
+            line("A", 1000, i64::MAX / 1000, "EUR"),
+            line("B", 1000, i64::MAX / 1000, "EUR"),
+        ];
         assert_eq!(fields(NewOrder::try_from(request(lines))), ["lines"]);
     }
 }

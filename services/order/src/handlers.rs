@@ -10,11 +10,24 @@ use crate::store;
 pub struct InvoiceEvents;
 
 impl Handler for InvoiceEvents {
-    async fn handle(&self, event: &ReceivedEvent, tx: &mut PgConnection) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        event: &ReceivedEvent,
+        tx: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
         let found = match &event.event {
-            Event::InvoiceIssued(e) => store::record_invoice(tx, e.order_id, e.invoice_id, e.total_minor.value()).await?,
-            Event::InvoiceVoided(e) => store::record_invoice_voided(tx, e.order_id, e.invoice_id).await?,
-            other => return Err(HandlerError::Reject(format!("{:?} is not for the order service", other.event_type()))),
+            Event::InvoiceIssued(e) => {
+                store::record_invoice(tx, e.order_id, e.invoice_id, e.total_minor.value()).await?
+            }
+            Event::InvoiceVoided(e) => {
+                store::record_invoice_voided(tx, e.order_id, e.invoice_id).await?
+            }
+            other => {
+                return Err(HandlerError::Reject(format!(
+                    "{:?} is not for the order service",
+                    other.event_type()
+                )));
+            }
         };
         if found {
             Ok(())
@@ -22,7 +35,10 @@ impl Handler for InvoiceEvents {
             // The order commits before its event is published, so an unknown
             // order means a database restored to an older state: retry, and
             // let the DLQ hold the event if it never appears.
-            Err(HandlerError::Retry(format!("order {} is not known here", event.event.order_id())))
+            Err(HandlerError::Retry(format!(
+                "order {} is not known here",
+                event.event.order_id()
+            )))
         }
     }
 }

@@ -21,7 +21,9 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
-        Ok(Settings { common: CommonSettings::from_env(env, DEFAULT_PORT)? })
+        Ok(Settings {
+            common: CommonSettings::from_env(env, DEFAULT_PORT)?,
+        })
     }
 }
 
@@ -34,16 +36,28 @@ impl Application {
     /// Connects, migrates and binds the port (0 picks a free one).
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let listener = TcpListener::bind(("0.0.0.0", settings.common.port)).await?;
-        let runtime = Runtime::connect(Service::Order, settings.common, sqlx::migrate!("./migrations")).await?;
+        let runtime = Runtime::connect(
+            Service::Order,
+            settings.common,
+            sqlx::migrate!("./migrations"),
+        )
+        .await?;
         Ok(Application { runtime, listener })
     }
 
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+        self.listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default()
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartupError> {
-        let router = api::router(AppState { pool: self.runtime.pool.clone() });
-        self.runtime.run(self.listener, router, Arc::new(InvoiceEvents), shutdown).await
+        let router = api::router(AppState {
+            pool: self.runtime.pool.clone(),
+        });
+        self.runtime
+            .run(self.listener, router, Arc::new(InvoiceEvents), shutdown)
+            .await
     }
 }

@@ -61,8 +61,10 @@ impl TryFrom<OrderRow> for OrderView {
     type Error = StoreError;
 
     fn try_from(r: OrderRow) -> Result<Self, StoreError> {
-        let status = OrderStatus::parse(&r.status).ok_or_else(|| StoreError::Corrupt(r.id, format!("status {}", r.status)))?;
-        let lines = serde_json::from_value(r.lines).map_err(|e| StoreError::Corrupt(r.id, e.to_string()))?;
+        let status = OrderStatus::parse(&r.status)
+            .ok_or_else(|| StoreError::Corrupt(r.id, format!("status {}", r.status)))?;
+        let lines = serde_json::from_value(r.lines)
+            .map_err(|e| StoreError::Corrupt(r.id, e.to_string()))?;
         let invoice = r.invoice_id.map(|invoice_id| InvoiceSummary {
             invoice_id,
             total_minor: r.invoice_total_minor.unwrap_or_default(),
@@ -104,7 +106,8 @@ pub async fn place(pool: &PgPool, order: &NewOrder) -> Result<Uuid, StoreError> 
         lines: order.lines.clone(),
     });
     let envelope = Envelope::new(Service::Order, &event, &correlation_id);
-    let lines = serde_json::to_value(&order.lines).map_err(|e| StoreError::Corrupt(id, e.to_string()))?;
+    let lines =
+        serde_json::to_value(&order.lines).map_err(|e| StoreError::Corrupt(id, e.to_string()))?;
     let mut tx = pool.begin().await?;
     sqlx::query(
         "INSERT INTO orders (id, customer_id, currency, total_minor, lines, status, correlation_id) \
@@ -124,7 +127,10 @@ pub async fn place(pool: &PgPool, order: &NewOrder) -> Result<Uuid, StoreError> 
 }
 
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<OrderView>, StoreError> {
-    let row: Option<OrderRow> = sqlx::query_as(select_order!("WHERE id = $1")).bind(id).fetch_optional(pool).await?;
+    let row: Option<OrderRow> = sqlx::query_as(select_order!("WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
     row.map(OrderView::try_from).transpose()
 }
 
@@ -132,19 +138,37 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<OrderView>, StoreErro
 /// order changes nothing and emits nothing. `None` when there is no such order.
 pub async fn cancel(pool: &PgPool, id: Uuid) -> Result<Option<OrderView>, StoreError> {
     let mut tx = pool.begin().await?;
-    let row: Option<OrderRow> =
-        sqlx::query_as(select_order!("WHERE id = $1 FOR UPDATE")).bind(id).fetch_optional(&mut *tx).await?;
+    let row: Option<OrderRow> = sqlx::query_as(select_order!("WHERE id = $1 FOR UPDATE"))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
     let Some(row) = row else { return Ok(None) };
     let order = OrderView::try_from(row)?;
     if order.status == OrderStatus::Cancelled {
         return Ok(Some(order));
     }
     let correlation_id: String =
-        sqlx::query_scalar("SELECT correlation_id FROM orders WHERE id = $1").bind(id).fetch_one(&mut *tx).await?;
-    let event = Event::OrderCancelled(OrderCancelled { order_id: id, customer_id: order.customer_id.clone() });
-    sqlx::query("UPDATE orders SET status = 'CANCELLED', updated_at = now() WHERE id = $1").bind(id).execute(&mut *tx).await?;
-    outbox::enqueue(&mut tx, &Envelope::new(Service::Order, &event, &correlation_id)).await?;
-    let row: OrderRow = sqlx::query_as(select_order!("WHERE id = $1")).bind(id).fetch_one(&mut *tx).await?;
+        sqlx::query_scalar("SELECT correlation_id FROM orders WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let event = Event::OrderCancelled(OrderCancelled {
+        order_id: id,
+        customer_id: order.customer_id.clone(),
+    });
+    sqlx::query("UPDATE orders SET status = 'CANCELLED', updated_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    outbox::enqueue(
+        &mut tx,
+        &Envelope::new(Service::Order, &event, &correlation_id),
+    )
+    .await?;
+    let row: OrderRow = sqlx::query_as(select_order!("WHERE id = $1"))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(Some(OrderView::try_from(row)?))
 }
@@ -152,7 +176,12 @@ pub async fn cancel(pool: &PgPool, id: Uuid) -> Result<Option<OrderView>, StoreE
 /// Records an issued invoice. A placed order becomes `INVOICED`; a cancelled
 /// one stays cancelled (the invoice service voids the invoice). Returns false
 /// when the order does not exist.
-pub async fn record_invoice(conn: &mut PgConnection, order_id: Uuid, invoice_id: Uuid, total_minor: i64) -> Result<bool, sqlx::Error> {
+pub async fn record_invoice(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    invoice_id: Uuid,
+    total_minor: i64,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE orders SET invoice_id = $2, invoice_total_minor = $3, \
          status = CASE WHEN status = 'PLACED' THEN 'INVOICED' ELSE status END, updated_at = now() \
@@ -167,7 +196,11 @@ pub async fn record_invoice(conn: &mut PgConnection, order_id: Uuid, invoice_id:
 }
 
 /// Records that the order's invoice was voided. Returns false when the order does not exist.
-pub async fn record_invoice_voided(conn: &mut PgConnection, order_id: Uuid, invoice_id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn record_invoice_voided(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    invoice_id: Uuid,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE orders SET invoice_id = $2, invoice_voided_at = coalesce(invoice_voided_at, now()), updated_at = now() \
          WHERE id = $1",

@@ -21,7 +21,10 @@ pub type EntryOutcome = Result<(), String>;
 
 pub trait Publisher: Send + Sync + 'static {
     /// Publishes up to ten messages; returns one outcome per message, in order.
-    fn publish(&self, batch: &[OutboxMessage]) -> impl Future<Output = Result<Vec<EntryOutcome>, PublishError>> + Send;
+    fn publish(
+        &self,
+        batch: &[OutboxMessage],
+    ) -> impl Future<Output = Result<Vec<EntryOutcome>, PublishError>> + Send;
 
     /// The destination, for logs.
     fn destination(&self) -> &str;
@@ -66,9 +69,14 @@ impl Publisher for SnsPublisher {
             .send()
             .await
             .map_err(|e| PublishError(aws_sdk_sns::error::DisplayErrorContext(e).to_string()))?;
-        let mut outcomes: Vec<EntryOutcome> = vec![Err("no result for entry".to_string()); batch.len()];
+        let mut outcomes: Vec<EntryOutcome> =
+            vec![Err("no result for entry".to_string()); batch.len()];
         for ok in out.successful() {
-            if let Some(i) = ok.id().and_then(|id| id.parse::<usize>().ok()).filter(|i| *i < batch.len()) {
+            if let Some(i) = ok
+                .id()
+                .and_then(|id| id.parse::<usize>().ok())
+                .filter(|i| *i < batch.len())
+            {
                 outcomes[i] = Ok(());
             }
         }
@@ -76,7 +84,11 @@ impl Publisher for SnsPublisher {
             if let Ok(i) = failed.id().parse::<usize>()
                 && i < batch.len()
             {
-                outcomes[i] = Err(format!("{}: {}", failed.code(), failed.message().unwrap_or("")));
+                outcomes[i] = Err(format!(
+                    "{}: {}",
+                    failed.code(),
+                    failed.message().unwrap_or("")
+                ));
             }
         }
         Ok(outcomes)
@@ -98,7 +110,11 @@ pub struct EventBridgePublisher {
 
 impl EventBridgePublisher {
     pub fn new(client: aws_sdk_eventbridge::Client, bus: String, source: String) -> Self {
-        EventBridgePublisher { client, bus, source }
+        EventBridgePublisher {
+            client,
+            bus,
+            source,
+        }
     }
 }
 
@@ -121,13 +137,19 @@ impl Publisher for EventBridgePublisher {
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| PublishError(aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string()))?;
+            .map_err(|e| {
+                PublishError(aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string())
+            })?;
         // PutEvents answers one result entry per request entry, in order.
         let results = out.entries();
         Ok((0..batch.len())
             .map(|i| match results.get(i) {
                 Some(r) if r.error_code().is_none() => Ok(()),
-                Some(r) => Err(format!("{}: {}", r.error_code().unwrap_or(""), r.error_message().unwrap_or(""))),
+                Some(r) => Err(format!(
+                    "{}: {}",
+                    r.error_code().unwrap_or(""),
+                    r.error_message().unwrap_or("")
+                )),
                 None => Err("no result for entry".to_string()),
             })
             .collect())

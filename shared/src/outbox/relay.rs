@@ -51,7 +51,11 @@ pub struct Relay<P> {
 
 impl<P: Publisher> Relay<P> {
     pub fn new(pool: PgPool, publisher: P, settings: RelaySettings) -> Self {
-        Relay { pool, publisher, settings }
+        Relay {
+            pool,
+            publisher,
+            settings,
+        }
     }
 
     /// Claims one batch, publishes it and records each entry's outcome.
@@ -82,7 +86,11 @@ impl<P: Publisher> Relay<P> {
         result.published = done.len();
         store::mark_published(&mut tx, &done).await?;
         tx.commit().await?;
-        tracing::debug!(published = result.published, failed = result.failed, "batch relayed");
+        tracing::debug!(
+            published = result.published,
+            failed = result.failed,
+            "batch relayed"
+        );
         Ok(result)
     }
 

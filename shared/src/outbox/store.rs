@@ -12,7 +12,9 @@ pub const MAX_ENVELOPE_BYTES: usize = 240 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
-    #[error("event {event_type} is {size} bytes, over the {MAX_ENVELOPE_BYTES}-byte limit of a message")]
+    #[error(
+        "event {event_type} is {size} bytes, over the {MAX_ENVELOPE_BYTES}-byte limit of a message"
+    )]
     TooLarge { event_type: String, size: usize },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
@@ -24,7 +26,10 @@ pub async fn enqueue(conn: &mut PgConnection, envelope: &Envelope) -> Result<(),
     let payload = serde_json::to_value(envelope).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let size = payload.to_string().len();
     if size > MAX_ENVELOPE_BYTES {
-        return Err(OutboxError::TooLarge { event_type: envelope.event_type.clone(), size });
+        return Err(OutboxError::TooLarge {
+            event_type: envelope.event_type.clone(),
+            size,
+        });
     }
     sqlx::query("INSERT INTO outbox (id, event_type, payload, created_at) VALUES ($1, $2, $3, $4)")
         .bind(envelope.id)
@@ -49,7 +54,10 @@ pub struct OutboxMessage {
 
 /// Locks up to `limit` unpublished rows that are due, oldest first. Rows locked
 /// by another relay are skipped, so replicas share the work without overlap.
-pub async fn claim(tx: &mut Transaction<'_, Postgres>, limit: u32) -> Result<Vec<OutboxMessage>, sqlx::Error> {
+pub async fn claim(
+    tx: &mut Transaction<'_, Postgres>,
+    limit: u32,
+) -> Result<Vec<OutboxMessage>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, event_type, payload::text AS payload, created_at, attempts FROM outbox \
          WHERE published_at IS NULL AND next_attempt_at <= now() \
@@ -60,7 +68,10 @@ pub async fn claim(tx: &mut Transaction<'_, Postgres>, limit: u32) -> Result<Vec
     .await
 }
 
-pub async fn mark_published(tx: &mut Transaction<'_, Postgres>, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+pub async fn mark_published(
+    tx: &mut Transaction<'_, Postgres>,
+    ids: &[Uuid],
+) -> Result<(), sqlx::Error> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -109,5 +120,7 @@ pub async fn prune(
 
 /// How many rows wait to be published: the backlog operators watch.
 pub async fn backlog(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetch_one(conn).await
+    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        .fetch_one(conn)
+        .await
 }

@@ -56,7 +56,11 @@ async fn main() -> anyhow::Result<()> {
     };
     println!("starting moto, Postgres, the topology and three services…");
     let stack = Stack::start(options).await?;
-    println!("stack ready in {:.1} s (logs in {})\n", started.elapsed().as_secs_f64(), args.log_dir.display());
+    println!(
+        "stack ready in {:.1} s (logs in {})\n",
+        started.elapsed().as_secs_f64(),
+        args.log_dir.display()
+    );
     let client = Client::for_stack(&stack);
 
     let samples = [
@@ -71,35 +75,80 @@ async fn main() -> anyhow::Result<()> {
         placed.push(id);
     }
     let cancel = placed[2];
-    wait::until("the last order to be invoiced", Duration::from_secs(60), || async {
-        let order = client.order(cancel).await.map_err(|e| e.to_string())?.body;
-        if order["status"] == "INVOICED" { Ok(()) } else { Err(order.to_string()) }
-    })
+    wait::until(
+        "the last order to be invoiced",
+        Duration::from_secs(60),
+        || async {
+            let order = client.order(cancel).await.map_err(|e| e.to_string())?.body;
+            if order["status"] == "INVOICED" {
+                Ok(())
+            } else {
+                Err(order.to_string())
+            }
+        },
+    )
     .await?;
     client.cancel(cancel).await?;
     println!("POST /orders/{cancel}/cancel → 202 Accepted\n");
 
     for id in &placed {
         let expected = if *id == cancel { 4 } else { 2 };
-        wait::until("the journey to complete", Duration::from_secs(60), || async {
-            let n = client.notifications_of(*id).await.map_err(|e| e.to_string())?.len();
-            if n >= expected { Ok(()) } else { Err(format!("{n} notifications")) }
-        })
+        wait::until(
+            "the journey to complete",
+            Duration::from_secs(60),
+            || async {
+                let n = client
+                    .notifications_of(*id)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .len();
+                if n >= expected {
+                    Ok(())
+                } else {
+                    Err(format!("{n} notifications"))
+                }
+            },
+        )
         .await?;
         let order = client.order(*id).await?.body;
-        println!("order {id}: {} (total {} {})", order["status"].as_str().unwrap_or("?"), order["total_minor"], order["currency"].as_str().unwrap_or(""));
+        println!(
+            "order {id}: {} (total {} {})",
+            order["status"].as_str().unwrap_or("?"),
+            order["total_minor"],
+            order["currency"].as_str().unwrap_or("")
+        );
         for invoice in client.invoices_of(*id).await? {
-            println!("  invoice {}: {} {} minor units, {}", invoice["invoice_id"].as_str().unwrap_or("?"), invoice["total_minor"], invoice["currency"].as_str().unwrap_or(""), invoice["status"].as_str().unwrap_or("?"));
+            println!(
+                "  invoice {}: {} {} minor units, {}",
+                invoice["invoice_id"].as_str().unwrap_or("?"),
+                invoice["total_minor"],
+                invoice["currency"].as_str().unwrap_or(""),
+                invoice["status"].as_str().unwrap_or("?")
+            );
         }
         for n in client.notifications_of(*id).await? {
-            println!("  notified {}: {}", n["recipient"].as_str().unwrap_or("?"), n["message"].as_str().unwrap_or(""));
+            println!(
+                "  notified {}: {}",
+                n["recipient"].as_str().unwrap_or("?"),
+                n["message"].as_str().unwrap_or("")
+            );
         }
     }
     println!("\nlook around:");
     println!("  curl {}/orders/{}", client.order, placed[0]);
-    println!("  curl '{}/invoices?order_id={}'", client.invoice, placed[0]);
-    println!("  curl '{}/notifications?order_id={}'", client.notification, placed[0]);
-    println!("  AWS_ENDPOINT_URL={} (moto; dashboard at {}/moto-api/)", stack.moto.endpoint(), stack.moto.endpoint());
+    println!(
+        "  curl '{}/invoices?order_id={}'",
+        client.invoice, placed[0]
+    );
+    println!(
+        "  curl '{}/notifications?order_id={}'",
+        client.notification, placed[0]
+    );
+    println!(
+        "  AWS_ENDPOINT_URL={} (moto; dashboard at {}/moto-api/)",
+        stack.moto.endpoint(),
+        stack.moto.endpoint()
+    );
     if !args.once {
         println!("\nrunning; Ctrl-C stops everything");
         tokio::signal::ctrl_c().await?;

@@ -21,9 +21,13 @@ use crate::wait;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PostgresError {
-    #[error("PostgreSQL server binaries (initdb, postgres) not found: run scripts/setup.sh, or set PG_BIN_DIR")]
+    #[error(
+        "PostgreSQL server binaries (initdb, postgres) not found: run scripts/setup.sh, or set PG_BIN_DIR"
+    )]
     NotInstalled,
-    #[error("running as root needs a 'postgres' user to own the cluster (the postgresql package creates it)")]
+    #[error(
+        "running as root needs a 'postgres' user to own the cluster (the postgresql package creates it)"
+    )]
     NoPostgresUser,
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -60,8 +64,10 @@ pub fn bin_dir() -> Option<PathBuf> {
     if let Some((_, bin)) = versions.pop() {
         return Some(bin);
     }
-    std::env::var_os("PATH")
-        .and_then(|path| std::env::split_paths(&path).find(|d| d.join("initdb").exists() && d.join("postgres").exists()))
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .find(|d| d.join("initdb").exists() && d.join("postgres").exists())
+    })
 }
 
 impl Cluster {
@@ -69,7 +75,12 @@ impl Cluster {
     pub async fn start(log_dir: &Path) -> Result<Cluster, PostgresError> {
         let bin = bin_dir().ok_or(PostgresError::NotInstalled)?;
         let owner = if Uid::effective().is_root() {
-            Some(User::from_name("postgres").ok().flatten().ok_or(PostgresError::NoPostgresUser)?)
+            Some(
+                User::from_name("postgres")
+                    .ok()
+                    .flatten()
+                    .ok_or(PostgresError::NoPostgresUser)?,
+            )
         } else {
             None
         };
@@ -77,16 +88,27 @@ impl Cluster {
         if let Some(user) = &owner {
             std::os::unix::fs::chown(dir.path(), Some(user.uid.as_raw()), Some(user.gid.as_raw()))?;
         }
-        let mut cluster =
-            Cluster { dir, bin, port: crate::free_port()?, owner, log: log_dir.join("postgres.log"), process: None };
+        let mut cluster = Cluster {
+            dir,
+            bin,
+            port: crate::free_port()?,
+            owner,
+            log: log_dir.join("postgres.log"),
+            process: None,
+        };
         let mut initdb = cluster.command("initdb");
-        initdb
-            .arg("-D")
-            .arg(cluster.data_dir())
-            .args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "--locale=C", "--no-sync"]);
+        initdb.arg("-D").arg(cluster.data_dir()).args([
+            "--auth=trust",
+            "--username=postgres",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]);
         let out = initdb.output()?;
         if !out.status.success() {
-            return Err(PostgresError::Initdb(String::from_utf8_lossy(&out.stderr).into_owned()));
+            return Err(PostgresError::Initdb(
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ));
         }
         cluster.start_server().await?;
         Ok(cluster)
@@ -124,26 +146,40 @@ impl Cluster {
         ]);
         self.process = Some(ChildGuard::spawn("postgres", server, &self.log)?);
         let url = self.admin_url();
-        let ready = wait::until("postgres to accept connections", Duration::from_secs(30), || {
-            let url = url.clone();
-            async move {
-                match sqlx::PgConnection::connect(&url).await {
-                    Ok(c) => {
-                        let _ = c.close().await;
-                        Ok(())
+        let ready = wait::until(
+            "postgres to accept connections",
+            Duration::from_secs(30),
+            || {
+                let url = url.clone();
+                async move {
+                    match sqlx::PgConnection::connect(&url).await {
+                        Ok(c) => {
+                            let _ = c.close().await;
+                            Ok(())
+                        }
+                        Err(e) => Err(e.to_string()),
                     }
-                    Err(e) => Err(e.to_string()),
                 }
-            }
-        })
+            },
+        )
         .await;
-        ready.map_err(|t| PostgresError::NotReady(t, self.process.as_ref().map(|p| p.log_tail(20)).unwrap_or_default()))
+        ready.map_err(|t| {
+            PostgresError::NotReady(
+                t,
+                self.process
+                    .as_ref()
+                    .map(|p| p.log_tail(20))
+                    .unwrap_or_default(),
+            )
+        })
     }
 
     /// Stops the server (fast shutdown); the data stays for `start_server`.
     pub async fn stop_server(&mut self) -> Result<(), PostgresError> {
         if let Some(mut process) = self.process.take() {
-            process.stop(Signal::SIGINT, Duration::from_secs(20)).await?;
+            process
+                .stop(Signal::SIGINT, Duration::from_secs(20))
+                .await?;
         }
         Ok(())
     }
@@ -169,12 +205,18 @@ impl Drop for Cluster {
 }
 
 /// Creates a login role and a database it owns, for one service.
-pub async fn create_database(admin_url: &str, database: &str, role: &str, password: &str) -> Result<String, PostgresError> {
+pub async fn create_database(
+    admin_url: &str,
+    database: &str,
+    role: &str,
+    password: &str,
+) -> Result<String, PostgresError> {
     let mut conn = sqlx::PgConnection::connect(admin_url).await?;
-    let role_exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-        .bind(role)
-        .fetch_one(&mut conn)
-        .await?;
+    let role_exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(role)
+            .fetch_one(&mut conn)
+            .await?;
     if !role_exists {
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "CREATE ROLE \"{role}\" LOGIN PASSWORD '{}'",
@@ -183,16 +225,23 @@ pub async fn create_database(admin_url: &str, database: &str, role: &str, passwo
         .execute(&mut conn)
         .await?;
     }
-    let db_exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(database)
-        .fetch_one(&mut conn)
-        .await?;
-    if !db_exists {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{database}\" OWNER \"{role}\"")))
-            .execute(&mut conn)
+    let db_exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(database)
+            .fetch_one(&mut conn)
             .await?;
+    if !db_exists {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE \"{database}\" OWNER \"{role}\""
+        )))
+        .execute(&mut conn)
+        .await?;
     }
     conn.close().await?;
-    let host = admin_url.split('@').nth(1).and_then(|rest| rest.split('/').next()).unwrap_or("127.0.0.1:5432");
+    let host = admin_url
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("127.0.0.1:5432");
     Ok(format!("postgres://{role}:{password}@{host}/{database}"))
 }

@@ -27,10 +27,14 @@ impl ChildGuard {
         let err = out.try_clone()?;
         command.stdin(Stdio::null()).stdout(out).stderr(err);
         die_with_parent(&mut command);
-        let child = command
-            .spawn()
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot start {name} ({command:?}): {e}")))?;
-        Ok(ChildGuard { name: name.to_string(), child, log: log.to_path_buf() })
+        let child = command.spawn().map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot start {name} ({command:?}): {e}"))
+        })?;
+        Ok(ChildGuard {
+            name: name.to_string(),
+            child,
+            log: log.to_path_buf(),
+        })
     }
 
     pub fn pid(&self) -> u32 {

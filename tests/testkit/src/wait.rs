@@ -26,7 +26,11 @@ where
             Err(state) => state,
         };
         if start.elapsed() >= deadline {
-            return Err(Timeout { what: what.to_string(), waited: start.elapsed(), last });
+            return Err(Timeout {
+                what: what.to_string(),
+                waited: start.elapsed(),
+                last,
+            });
         }
         tokio::time::sleep(interval).await;
         interval = (interval * 2).min(Duration::from_millis(250));

@@ -1,0 +1,257 @@
+//! The order API's edge against a real database: every bad input gets the
+//! right 4xx with a problem+json body and changes nothing.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use order::api::{AppState, router};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use testkit::postgres::Cluster;
+use tower::ServiceExt;
+
+struct TestApp {
+    _cluster: Cluster,
+    pool: PgPool,
+}
+
+async fn spawn_app() -> TestApp {
+    let logs = tempfile::tempdir().expect("log dir").keep();
+    let cluster = Cluster::start(&logs).await.expect("postgres");
+    let pool = PgPool::connect(&cluster.admin_url())
+        .await
+        .expect("connect");
+    shared::db::migrate(&pool, sqlx::migrate!("./migrations"))
+        .await
+        .expect("migrate");
+    TestApp {
+        _cluster: cluster,
+        pool,
+    }
+}
+
+impl TestApp {
+    async fn call(&self, request: Request<Body>) -> (StatusCode, String, Value) {
+        let response = router(AppState {
+            pool: self.pool.clone(),
+        })
+        .oneshot(request)
+        .await
+        .expect("infallible");
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        (
+            status,
+            content_type,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn post_json(&self, uri: &str, body: String) -> (StatusCode, String, Value) {
+        self.call(
+            Request::post(uri)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body))
+                .expect("request"),
+        )
+        .await
+    }
+
+    async fn counts(&self) -> (i64, i64) {
+        let orders = sqlx::query_scalar("SELECT count(*) FROM orders")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count");
+        let outbox = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count");
+        (orders, outbox)
+    }
+}
+
+fn line(quantity: i64, price: i64, currency: &str) -> Value {
+    json!({"sku": "SKU-1", "quantity": quantity, "unit_price_minor": price, "currency": currency})
+}
+
+fn order(lines: Vec<Value>) -> String {
+    json!({"customer_id": "c-1", "lines": lines}).to_string()
+}
+
+#[tokio::test]
+async fn a_valid_order_is_accepted_with_its_event_in_the_outbox() {
+    let app = spawn_app().await;
+    let (status, _, body) = app
+        .post_json("/orders", order(vec![line(2, 1999, "EUR")]))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(body["status"], "PLACED");
+    assert_eq!(app.counts().await, (1, 1));
+    let id = body["order_id"].as_str().expect("id");
+    let (status, _, got) = app
+        .call(
+            Request::get(format!("/orders/{id}"))
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["total_minor"], 3998);
+    assert_eq!(got["status"], "PLACED");
+}
+
+#[tokio::test]
+async fn every_bad_input_gets_a_problem_and_changes_nothing() {
+    let app = spawn_app().await;
+    let too_many: Vec<Value> = (0..101).map(|_| line(1, 1, "EUR")).collect();
+    let cases: Vec<(&str, String, StatusCode)> = vec![
+        ("no lines", order(vec![]), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            "quantity 0",
+            order(vec![line(0, 1, "EUR")]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "quantity 1001",
+            order(vec![line(1001, 1, "EUR")]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "negative price",
+            order(vec![line(1, -1, "EUR")]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "bad currency",
+            order(vec![line(1, 1, "EURO")]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "101 lines",
+            order(too_many),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "malformed JSON",
+            "{\"customer_id\": ".to_string(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "missing field",
+            json!({"lines": []}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "over 64 KiB",
+            order(vec![
+                json!({"sku": "x".repeat(70 * 1024), "quantity": 1, "unit_price_minor": 1, "currency": "EUR"}),
+            ]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ];
+    for (name, body, want) in cases {
+        let (status, content_type, problem) = app.post_json("/orders", body).await;
+        assert_eq!(status, want, "{name}: {problem}");
+        assert_eq!(content_type, "application/problem+json", "{name}");
+        assert_eq!(problem["status"], want.as_u16(), "{name}");
+        assert!(
+            problem["title"].is_string() && problem["type"].is_string(),
+            "{name}: {problem}"
+        );
+    }
+    let (status, content_type, _) = app
+        .call(
+            Request::post("/orders")
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(Body::from(order(vec![line(1, 1, "EUR")])))
+                .expect("req"),
+        )
+        .await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "application/problem+json"
+        )
+    );
+    assert_eq!(
+        app.counts().await,
+        (0, 0),
+        "a refused request must not write anything"
+    );
+}
+
+#[tokio::test]
+async fn validation_problems_list_every_invalid_field() {
+    let app = spawn_app().await;
+    let body = json!({"customer_id": "", "lines": [line(0, -1, "XYZ")]}).to_string();
+    let (status, _, problem) = app.post_json("/orders", body).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "customer_id",
+            "lines[0].quantity",
+            "lines[0].unit_price_minor",
+            "lines[0].currency"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn unknown_orders_are_not_found_and_cancelling_twice_emits_one_event() {
+    let app = spawn_app().await;
+    for uri in [
+        "/orders/0190b2a0-0000-7000-8000-000000000000",
+        "/orders/not-a-uuid",
+    ] {
+        let (status, content_type, _) = app
+            .call(Request::get(uri).body(Body::empty()).expect("req"))
+            .await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (StatusCode::NOT_FOUND, "application/problem+json"),
+            "{uri}"
+        );
+    }
+    let (status, _, _) = app
+        .post_json(
+            "/orders/0190b2a0-0000-7000-8000-000000000000/cancel",
+            String::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (_, _, placed) = app
+        .post_json("/orders", order(vec![line(1, 100, "EUR")]))
+        .await;
+    let id = placed["order_id"].as_str().expect("id");
+    for _ in 0..2 {
+        let (status, _, body) = app
+            .post_json(&format!("/orders/{id}/cancel"), String::new())
+            .await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (StatusCode::ACCEPTED, Some("CANCELLED"))
+        );
+    }
+    let cancellations: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE event_type = 'OrderCancelled'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
+    assert_eq!(cancellations, 1);
+}

@@ -1,0 +1,227 @@
+//! The outbox and its relay against real Postgres and moto.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use e2e::stack::emulator_config;
+use shared::config::RelaySettings;
+use shared::events::{Envelope, Event, OrderCancelled};
+use shared::outbox::{Relay, SnsPublisher, enqueue};
+use shared::topology::{Service, topology};
+use sqlx::PgPool;
+use testkit::moto::Moto;
+use testkit::postgres::Cluster;
+use testkit::wait;
+use uuid::Uuid;
+
+struct Fixture {
+    _logs: tempfile::TempDir,
+    _moto: Moto,
+    _cluster: Cluster,
+    pool: PgPool,
+    sqs: aws_sdk_sqs::Client,
+    sns: aws_sdk_sns::Client,
+    topic_arn: String,
+    queue_url: String,
+}
+
+async fn fixture() -> anyhow::Result<Fixture> {
+    let logs = tempfile::tempdir()?;
+    let (moto, cluster) = tokio::join!(Moto::start(None, logs.path()), Cluster::start(logs.path()));
+    let (moto, cluster) = (moto?, cluster?);
+    let sdk = emulator_config(&moto.endpoint()).await;
+    let provisioned = infra::apply(&infra::Clients::from_config(&sdk), &topology()).await?;
+    let pool = PgPool::connect(&cluster.admin_url()).await?;
+    shared::db::migrate(&pool, sqlx::migrate::Migrator::with_migrations(vec![])).await?;
+    Ok(Fixture {
+        topic_arn: provisioned.topics["orders"].clone(),
+        queue_url: provisioned.queues["invoice-orders"].url.clone(),
+        sqs: aws_sdk_sqs::Client::new(&sdk),
+        sns: aws_sdk_sns::Client::new(&sdk),
+        _logs: logs,
+        _moto: moto,
+        _cluster: cluster,
+        pool,
+    })
+}
+
+fn settings() -> RelaySettings {
+    RelaySettings {
+        batch_size: 10,
+        poll_interval: Duration::from_millis(200),
+        retention: Duration::from_secs(3600),
+    }
+}
+
+fn cancelled() -> Envelope {
+    let event = Event::OrderCancelled(OrderCancelled {
+        order_id: Uuid::now_v7(),
+        customer_id: "c".into(),
+    });
+    Envelope::new(Service::Order, &event, "test")
+}
+
+/// Receives until `expected` messages arrived; returns how often each event id came.
+async fn receive_all(f: &Fixture, expected: usize) -> anyhow::Result<HashMap<Uuid, usize>> {
+    let mut seen: HashMap<Uuid, usize> = HashMap::new();
+    let mut total = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while total < expected {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "only {total} of {expected} events arrived in 60 s"
+        );
+        let out = f
+            .sqs
+            .receive_message()
+            .queue_url(&f.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await?;
+        for m in out.messages() {
+            let env: Envelope = serde_json::from_str(m.body().unwrap_or(""))?;
+            *seen.entry(env.id).or_default() += 1;
+            total += 1;
+        }
+    }
+    // Anything still arriving would be a duplicate: one more short poll must find nothing.
+    let extra = f
+        .sqs
+        .receive_message()
+        .queue_url(&f.queue_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await?;
+    for m in extra.messages() {
+        let env: Envelope = serde_json::from_str(m.body().unwrap_or(""))?;
+        *seen.entry(env.id).or_default() += 1;
+    }
+    Ok(seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_on_one_outbox_publish_every_committed_event_exactly_once() -> anyhow::Result<()>
+{
+    let f = fixture().await?;
+    let mut committed = Vec::new();
+    for _ in 0..30 {
+        let env = cancelled();
+        let mut tx = f.pool.begin().await?;
+        enqueue(&mut tx, &env).await?;
+        tx.commit().await?;
+        committed.push(env.id);
+    }
+    // A rolled-back transaction leaves no event behind.
+    let ghost = cancelled();
+    let mut tx = f.pool.begin().await?;
+    enqueue(&mut tx, &ghost).await?;
+    tx.rollback().await?;
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut relays = Vec::new();
+    for _ in 0..2 {
+        let relay = Relay::new(
+            f.pool.clone(),
+            SnsPublisher::new(f.sns.clone(), f.topic_arn.clone()),
+            settings(),
+        );
+        relays.push(tokio::spawn(relay.run(shutdown.clone())));
+    }
+    let seen = receive_all(&f, committed.len()).await?;
+    shutdown.cancel();
+    for r in relays {
+        r.await?;
+    }
+    for id in &committed {
+        assert_eq!(
+            seen.get(id),
+            Some(&1),
+            "event {id} must arrive exactly once"
+        );
+    }
+    assert!(
+        !seen.contains_key(&ghost.id),
+        "a rolled-back event was published"
+    );
+    let unpublished: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&f.pool)
+            .await?;
+    assert_eq!(unpublished, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_relay_wakes_on_commit_without_waiting_for_the_poll() -> anyhow::Result<()> {
+    let f = fixture().await?;
+    let mut slow = settings();
+    slow.poll_interval = Duration::from_secs(3600);
+    let relay = Relay::new(
+        f.pool.clone(),
+        SnsPublisher::new(f.sns.clone(), f.topic_arn.clone()),
+        slow,
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(relay.run(shutdown.clone()));
+    // Let the relay reach its idle wait, then commit.
+    wait::until("the relay to go idle", Duration::from_secs(10), || async {
+        let listening: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'")
+                .fetch_one(&f.pool)
+                .await
+                .map_err(|e| e.to_string())?;
+        if listening > 0 {
+            Ok(())
+        } else {
+            Err("not listening yet".into())
+        }
+    })
+    .await?;
+    let env = cancelled();
+    let mut tx = f.pool.begin().await?;
+    enqueue(&mut tx, &env).await?;
+    tx.commit().await?;
+    let seen = receive_all(&f, 1).await?;
+    assert_eq!(seen.get(&env.id), Some(&1));
+    shutdown.cancel();
+    task.await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_loses_nothing_and_the_backlog_drains_later() -> anyhow::Result<()> {
+    let f = fixture().await?;
+    let env = cancelled();
+    let mut tx = f.pool.begin().await?;
+    enqueue(&mut tx, &env).await?;
+    tx.commit().await?;
+    // A publisher pointed at a port where nothing listens.
+    let dead = emulator_config(&format!("http://127.0.0.1:{}", testkit::free_port()?)).await;
+    let broken = Relay::new(
+        f.pool.clone(),
+        SnsPublisher::new(aws_sdk_sns::Client::new(&dead), f.topic_arn.clone()),
+        settings(),
+    );
+    assert!(
+        broken.publish_once().await.is_err(),
+        "publishing to nowhere must fail"
+    );
+    let unpublished: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&f.pool)
+            .await?;
+    assert_eq!(unpublished, 1, "a failed publish keeps the row");
+
+    let working = Relay::new(
+        f.pool.clone(),
+        SnsPublisher::new(f.sns.clone(), f.topic_arn.clone()),
+        settings(),
+    );
+    assert_eq!(working.publish_once().await?.published, 1);
+    assert_eq!(receive_all(&f, 1).await?.get(&env.id), Some(&1));
+    Ok(())
+}
