@@ -38,6 +38,48 @@ pub enum StartupError {
     Http(#[from] std::io::Error),
 }
 
+/// A service ready to run: its port bound, its database migrated.
+pub struct Application {
+    runtime: Runtime,
+    listener: TcpListener,
+}
+
+impl Application {
+    /// Binds the port (0 picks a free one), connects and applies migrations.
+    pub async fn build(
+        service: Service,
+        settings: CommonSettings,
+        migrator: Migrator,
+    ) -> Result<Self, StartupError> {
+        let listener = TcpListener::bind(("0.0.0.0", settings.port)).await?;
+        let runtime = Runtime::connect(service, settings, migrator).await?;
+        Ok(Application { runtime, listener })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default()
+    }
+
+    pub fn pool(&self) -> PgPool {
+        self.runtime.pool.clone()
+    }
+
+    /// Serves `router` and runs `handler` on the service's queues until `shutdown`.
+    pub async fn run_until_stopped<H: Handler>(
+        self,
+        router: Router,
+        handler: Arc<H>,
+        shutdown: CancellationToken,
+    ) -> Result<(), StartupError> {
+        self.runtime
+            .run(self.listener, router, handler, shutdown)
+            .await
+    }
+}
+
 /// A service's connections and background work.
 pub struct Runtime {
     pub service: Service,

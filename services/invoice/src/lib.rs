@@ -7,7 +7,7 @@
 //!   `InvoiceVoided` to the outbox, which the shared relay puts on the
 //!   `billing` EventBridge bus.
 //! - `api`: read-only HTTP views.
-//! - `startup`: settings and the `Application`.
+//! - `startup`: settings, and building and running the service on the shared `Application`.
 
 pub mod api;
 pub mod domain;

@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use invoice::startup::{Application, Settings};
+use invoice::startup::{self, Settings};
 use shared::app::StartupError;
 use shared::config::Env;
 
@@ -12,6 +12,6 @@ async fn main() -> ExitCode {
 async fn run() -> Result<(), StartupError> {
     let env = Env::process();
     shared::telemetry::init(&env)?;
-    let app = Application::build(Settings::from_env(&env)?).await?;
-    app.run_until_stopped(shared::shutdown::on_signals()).await
+    let app = startup::build(Settings::from_env(&env)?).await?;
+    startup::run(app, shared::shutdown::on_signals()).await
 }

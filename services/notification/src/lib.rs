@@ -6,7 +6,7 @@
 //! - `sender`: the delivery channel (a log sender by default).
 //! - `store`: the notifications table.
 //! - `api`: `GET /notifications?order_id=…`.
-//! - `startup`: settings and the `Application`.
+//! - `startup`: settings, and building and running the service on the shared `Application`.
 
 pub mod api;
 pub mod domain;

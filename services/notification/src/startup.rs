@@ -2,10 +2,9 @@
 
 use std::sync::Arc;
 
-use shared::app::{Runtime, StartupError};
+use shared::app::{Application, StartupError};
 use shared::config::{CommonSettings, ConfigError, Env};
 use shared::topology::Service;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
@@ -36,39 +35,25 @@ impl Settings {
     }
 }
 
-pub struct Application {
-    runtime: Runtime,
-    listener: TcpListener,
+/// Binds the port, connects and migrates.
+pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+    Application::build(
+        Service::Notification,
+        settings.common,
+        sqlx::migrate!("./migrations"),
+    )
+    .await
 }
 
-impl Application {
-    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let listener = TcpListener::bind(("0.0.0.0", settings.common.port)).await?;
-        let runtime = Runtime::connect(
-            Service::Notification,
-            settings.common,
-            sqlx::migrate!("./migrations"),
-        )
-        .await?;
-        Ok(Application { runtime, listener })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.listener
-            .local_addr()
-            .map(|a| a.port())
-            .unwrap_or_default()
-    }
-
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartupError> {
-        let router = api::router(AppState {
-            pool: self.runtime.pool.clone(),
-        });
-        let handler = Arc::new(Notify {
+/// Serves the API and consumes the service's queues until `shutdown`.
+pub async fn run(app: Application, shutdown: CancellationToken) -> Result<(), StartupError> {
+    let router = api::router(AppState { pool: app.pool() });
+    app.run_until_stopped(
+        router,
+        Arc::new(Notify {
             sender: Arc::new(LogSender),
-        });
-        self.runtime
-            .run(self.listener, router, handler, shutdown)
-            .await
-    }
+        }),
+        shutdown,
+    )
+    .await
 }

@@ -8,7 +8,7 @@
 //!   SNS topic.
 //! - `handlers`: invoice events from the `order-invoices` queue move orders to
 //!   `INVOICED`.
-//! - `startup`: settings and the `Application` that wires it all.
+//! - `startup`: settings, and building and running the service on the shared `Application`.
 
 pub mod api;
 pub mod domain;

@@ -2,10 +2,9 @@
 
 use std::sync::Arc;
 
-use shared::app::{Runtime, StartupError};
+use shared::app::{Application, StartupError};
 use shared::config::{CommonSettings, ConfigError, Env};
 use shared::topology::Service;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
@@ -13,7 +12,6 @@ use crate::handlers::InvoiceEvents;
 
 pub const DEFAULT_PORT: u16 = 8081;
 
-/// The order service's settings: only the common ones so far.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub common: CommonSettings,
@@ -27,37 +25,19 @@ impl Settings {
     }
 }
 
-pub struct Application {
-    runtime: Runtime,
-    listener: TcpListener,
+/// Binds the port, connects and migrates.
+pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+    Application::build(
+        Service::Order,
+        settings.common,
+        sqlx::migrate!("./migrations"),
+    )
+    .await
 }
 
-impl Application {
-    /// Connects, migrates and binds the port (0 picks a free one).
-    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let listener = TcpListener::bind(("0.0.0.0", settings.common.port)).await?;
-        let runtime = Runtime::connect(
-            Service::Order,
-            settings.common,
-            sqlx::migrate!("./migrations"),
-        )
-        .await?;
-        Ok(Application { runtime, listener })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.listener
-            .local_addr()
-            .map(|a| a.port())
-            .unwrap_or_default()
-    }
-
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartupError> {
-        let router = api::router(AppState {
-            pool: self.runtime.pool.clone(),
-        });
-        self.runtime
-            .run(self.listener, router, Arc::new(InvoiceEvents), shutdown)
-            .await
-    }
+/// Serves the API and consumes the service's queues until `shutdown`.
+pub async fn run(app: Application, shutdown: CancellationToken) -> Result<(), StartupError> {
+    let router = api::router(AppState { pool: app.pool() });
+    app.run_until_stopped(router, Arc::new(InvoiceEvents), shutdown)
+        .await
 }
