@@ -130,8 +130,16 @@ impl<H: Handler> Consumer<H> {
     /// Receives one batch with long polling and disposes of every message in it.
     #[tracing::instrument(name = "consumer.poll", skip_all, fields(queue = self.queue.name), err)]
     pub async fn poll_once(&self) -> Result<PollOutcome, ConsumeError> {
-        let received = self
-            .sqs
+        let received = self.receive().await?;
+        self.handle_batch(received.messages()).await
+    }
+
+    /// One long-polling receive. Cancelling it loses nothing: a message the
+    /// broker already handed out comes back after its visibility timeout.
+    async fn receive(
+        &self,
+    ) -> Result<aws_sdk_sqs::operation::receive_message::ReceiveMessageOutput, ConsumeError> {
+        self.sqs
             .receive_message()
             .queue_url(&self.queue_url)
             .max_number_of_messages(10)
@@ -145,10 +153,17 @@ impl<H: Handler> Consumer<H> {
                     "receive: {}",
                     aws_sdk_sqs::error::DisplayErrorContext(e)
                 ))
-            })?;
+            })
+    }
+
+    /// Disposes of every message of a received batch, then deletes the done ones.
+    async fn handle_batch(
+        &self,
+        messages: &[aws_sdk_sqs::types::Message],
+    ) -> Result<PollOutcome, ConsumeError> {
         let mut outcome = PollOutcome::default();
         let mut to_delete = Vec::new();
-        for message in received.messages() {
+        for message in messages {
             let Some(receipt) = message.receipt_handle() else {
                 continue;
             };
@@ -348,9 +363,14 @@ impl<H: Handler> Consumer<H> {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = new_backoff();
         loop {
-            let step = tokio::select! {
+            // Only the receive races shutdown: a batch already received is
+            // handled and deleted before the loop looks at the token again.
+            let step = match tokio::select! {
                 _ = shutdown.cancelled() => break,
-                step = self.poll_once() => step,
+                received = self.receive() => received,
+            } {
+                Ok(received) => self.handle_batch(received.messages()).await,
+                Err(e) => Err(e),
             };
             if let Err(e) = step {
                 let delay = backoff.next().unwrap_or(Duration::from_secs(30));
