@@ -46,6 +46,22 @@ impl Problem {
         self
     }
 
+    /// The answer to a query string that does not parse.
+    pub fn invalid_query(expected: &str, detail: String) -> Self {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            &format!("Expected {expected}"),
+        )
+        .with_detail(detail)
+    }
+
+    /// Logs `error` once, here at the edge, and answers 500 without its text.
+    pub fn internal_logged(error: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %error, "request failed");
+        Problem::internal()
+    }
+
     /// The answer to anything unexpected: no internal detail leaks.
     pub fn internal() -> Self {
         Problem::new(

@@ -298,5 +298,26 @@ async fn a_redelivered_event_changes_nothing() -> anyhow::Result<()> {
     }
     let dlq = queue_depth(&sqs, "invoice-orders-dlq").await?;
     assert_eq!(dlq, (0, 0));
+
+    // A query that is not a UUID is a problem+json 400 in both read APIs.
+    for base in [&client.invoice, &client.notification] {
+        let path = if base == &client.invoice {
+            "invoices"
+        } else {
+            "notifications"
+        };
+        let r = stack
+            .http
+            .get(format!("{base}/{path}?order_id=nope"))
+            .send()
+            .await?;
+        assert_eq!(r.status().as_u16(), 400, "{path}");
+        let content_type = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert_eq!(content_type, "application/problem+json", "{path}");
+    }
     Ok(())
 }

@@ -48,22 +48,15 @@ impl IntoResponse for ApiError {
                     .with_detail(r.body_text())
                     .into_response()
             }
-            ApiError::Query(r) => Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-query",
-                "Expected ?order_id=<uuid>",
-            )
-            .with_detail(r.body_text())
-            .into_response(),
+            ApiError::Query(r) => {
+                Problem::invalid_query("?order_id=<uuid>", r.body_text()).into_response()
+            }
             ApiError::NotFound(id) => {
                 Problem::new(StatusCode::NOT_FOUND, "not-found", "No such invoice")
                     .with_detail(format!("invoice {id} does not exist"))
                     .into_response()
             }
-            ApiError::Database(e) => {
-                tracing::error!(error = %e, "request failed");
-                Problem::internal().into_response()
-            }
+            ApiError::Database(e) => Problem::internal_logged(&e).into_response(),
         }
     }
 }

@@ -2,7 +2,6 @@
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -35,17 +34,10 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            ApiError::Query(r) => Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-query",
-                "Expected ?order_id=<uuid>",
-            )
-            .with_detail(r.body_text())
-            .into_response(),
-            ApiError::Database(e) => {
-                tracing::error!(error = %e, "request failed");
-                Problem::internal().into_response()
+            ApiError::Query(r) => {
+                Problem::invalid_query("?order_id=<uuid>", r.body_text()).into_response()
             }
+            ApiError::Database(e) => Problem::internal_logged(&e).into_response(),
         }
     }
 }

@@ -104,10 +104,7 @@ impl IntoResponse for ApiError {
             )
             .with_detail(format!("its event would be {size} bytes"))
             .into_response(),
-            ApiError::Store(e) => {
-                tracing::error!(error = %e, "request failed");
-                Problem::internal().into_response()
-            }
+            ApiError::Store(e) => Problem::internal_logged(&e).into_response(),
         }
     }
 }
