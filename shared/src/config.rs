@@ -100,6 +100,13 @@ pub struct ConsumerSettings {
     pub concurrency: u32,
     /// `SQS_WAIT_TIME_SECONDS`, default 10: long polling.
     pub wait_time_secs: i32,
+    /// `CONSUMER_VISIBILITY_TIMEOUT_SECS`, default 30: how long a received
+    /// message stays hidden from other consumers; a handler that runs longer
+    /// extends it (the heartbeat) instead of letting it reappear.
+    pub visibility_timeout_secs: i32,
+    /// `CONSUMER_RETRY_MAX_DELAY_SECS`, default 300: the cap on the growing
+    /// delay before a failed message is tried again.
+    pub retry_max_delay: Duration,
 }
 
 impl CommonSettings {
@@ -135,6 +142,20 @@ impl CommonSettings {
                 "must be at least 1",
             ));
         }
+        let visibility_timeout_secs = env.parse_or("CONSUMER_VISIBILITY_TIMEOUT_SECS", 30i32)?;
+        if !(2..=43_200).contains(&visibility_timeout_secs) {
+            return Err(ConfigError::new(
+                "CONSUMER_VISIBILITY_TIMEOUT_SECS",
+                "must be between 2 and 43200 (the SQS maximum)",
+            ));
+        }
+        let retry_max_delay_secs = env.parse_or("CONSUMER_RETRY_MAX_DELAY_SECS", 300u64)?;
+        if !(1..=43_200).contains(&retry_max_delay_secs) {
+            return Err(ConfigError::new(
+                "CONSUMER_RETRY_MAX_DELAY_SECS",
+                "must be between 1 and 43200 (the SQS maximum)",
+            ));
+        }
         Ok(CommonSettings {
             port: env.parse_or("PORT", default_port)?,
             database_url: SecretString::from(database_url),
@@ -149,6 +170,8 @@ impl CommonSettings {
             consumer: ConsumerSettings {
                 concurrency,
                 wait_time_secs,
+                visibility_timeout_secs,
+                retry_max_delay: Duration::from_secs(retry_max_delay_secs),
             },
             shutdown_timeout: env.millis_or("SHUTDOWN_TIMEOUT_MS", 20_000)?,
         })
@@ -175,6 +198,8 @@ mod tests {
         assert_eq!(s.port, 8081);
         assert_eq!(s.relay.batch_size, 10);
         assert_eq!(s.consumer.wait_time_secs, 10);
+        assert_eq!(s.consumer.visibility_timeout_secs, 30);
+        assert_eq!(s.consumer.retry_max_delay, Duration::from_secs(300));
     }
 
     #[test]
@@ -196,6 +221,19 @@ mod tests {
         assert_eq!(err.name, "PORT");
         assert!(err.to_string().contains("'80a'"), "{err}");
         assert!(!err.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn a_visibility_timeout_too_short_for_a_heartbeat_is_refused() {
+        let err = CommonSettings::from_env(
+            &env(&[
+                ("DATABASE_URL", "postgres://x"),
+                ("CONSUMER_VISIBILITY_TIMEOUT_SECS", "1"),
+            ]),
+            1,
+        )
+        .expect_err("must fail");
+        assert_eq!(err.name, "CONSUMER_VISIBILITY_TIMEOUT_SECS");
     }
 
     #[test]

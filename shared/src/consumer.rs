@@ -99,6 +99,8 @@ pub struct Consumer<H> {
     queue_url: String,
     dlq_url: String,
     wait_time_secs: i32,
+    visibility_timeout_secs: i32,
+    retry_max_delay: Duration,
 }
 
 impl<H: Handler> Consumer<H> {
@@ -120,6 +122,8 @@ impl<H: Handler> Consumer<H> {
             queue_url: url,
             dlq_url,
             wait_time_secs: settings.wait_time_secs,
+            visibility_timeout_secs: settings.visibility_timeout_secs,
+            retry_max_delay: settings.retry_max_delay,
         })
     }
 
@@ -144,6 +148,7 @@ impl<H: Handler> Consumer<H> {
             .queue_url(&self.queue_url)
             .max_number_of_messages(10)
             .wait_time_seconds(self.wait_time_secs)
+            .visibility_timeout(self.visibility_timeout_secs)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_attribute_names("All")
             .send()
@@ -190,7 +195,7 @@ impl<H: Handler> Consumer<H> {
                     }
                 }
                 Disposition::Retry(reason) => {
-                    let delay = retry_delay(receive_count);
+                    let delay = retry_delay(receive_count, self.retry_max_delay);
                     tracing::warn!(%reason, receive_count, retry_in = ?delay, "message will be retried");
                     if let Err(e) = self
                         .sqs
@@ -290,6 +295,15 @@ impl<H: Handler> Consumer<H> {
         let mut tx = self.pool.begin().await?;
         if !inbox::record(&mut tx, event, self.queue.name).await? {
             tx.rollback().await?;
+            // Only a statistic: failing to count is no reason to redeliver.
+            if let Err(e) = async {
+                let mut conn = self.pool.acquire().await?;
+                inbox::count_duplicate(&mut conn, event.id).await
+            }
+            .await
+            {
+                tracing::warn!(error = %e, "cannot count the duplicate");
+            }
             return Ok(false);
         }
         self.handler.handle(event, &mut tx).await?;
@@ -411,10 +425,10 @@ fn new_backoff() -> impl Iterator<Item = Duration> {
         .build()
 }
 
-/// How long a failed message stays invisible before its next attempt: grows
-/// with the receive count, capped at five minutes.
-pub fn retry_delay(receive_count: u32) -> Duration {
-    Duration::from_secs(2u64.saturating_pow(receive_count.min(9))).min(Duration::from_secs(300))
+/// How long a failed message stays invisible before its next attempt: doubles
+/// with the receive count (2 s, 4 s, 8 s...), capped at `max`.
+pub fn retry_delay(receive_count: u32, max: Duration) -> Duration {
+    Duration::from_secs(2u64.saturating_pow(receive_count.min(16))).min(max)
 }
 
 #[cfg(test)]
@@ -423,8 +437,13 @@ mod tests {
 
     #[test]
     fn retry_delay_doubles_per_receive_and_is_capped() {
-        assert_eq!(retry_delay(1), Duration::from_secs(2));
-        assert_eq!(retry_delay(3), Duration::from_secs(8));
-        assert_eq!(retry_delay(100), Duration::from_secs(300));
+        let cap = Duration::from_secs(300);
+        assert_eq!(retry_delay(1, cap), Duration::from_secs(2));
+        assert_eq!(retry_delay(3, cap), Duration::from_secs(8));
+        assert_eq!(retry_delay(100, cap), cap);
+        assert_eq!(
+            retry_delay(3, Duration::from_secs(1)),
+            Duration::from_secs(1)
+        );
     }
 }

@@ -31,6 +31,19 @@ pub async fn record(
     Ok(inserted.rows_affected() == 1)
 }
 
+/// Counts one more arrival of an event that was already applied. Runs on its
+/// own, outside the rolled-back inbox transaction, so the count survives.
+pub async fn count_duplicate(conn: &mut PgConnection, event_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE inbox SET duplicates = duplicates + 1, last_duplicate_at = now() \
+         WHERE event_id = $1",
+    )
+    .bind(event_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Whether `event_id` was applied.
 pub async fn contains(conn: &mut PgConnection, event_id: Uuid) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM inbox WHERE event_id = $1)")

@@ -32,6 +32,9 @@ pub struct StackOptions {
     pub database_prefix: String,
     /// Extra environment for every service (RUST_LOG, tuning).
     pub service_env: Vec<(String, String)>,
+    /// Extra environment for one service, applied after `service_env`
+    /// (fail points, a webhook URL).
+    pub env_for: BTreeMap<&'static str, Vec<(String, String)>>,
     pub log_dir: PathBuf,
 }
 
@@ -46,8 +49,18 @@ impl StackOptions {
             service_ports: None,
             database_prefix: String::new(),
             service_env: vec![("SQS_WAIT_TIME_SECONDS".into(), "2".into())],
+            env_for: BTreeMap::new(),
             log_dir,
         })
+    }
+
+    /// Sets `key=value` for one service only.
+    pub fn with_env(mut self, service: Service, key: &str, value: &str) -> Self {
+        self.env_for
+            .entry(service.name())
+            .or_default()
+            .push((key.to_string(), value.to_string()));
+        self
     }
 }
 
@@ -120,6 +133,17 @@ impl ServiceProcess {
             Some(mut p) => Ok(Some(p.stop(signal, Duration::from_secs(30)).await?)),
             None => Ok(None),
         }
+    }
+
+    /// Sets (or replaces) a variable for the next start of the process.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.remove_env(key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
+    /// Removes a variable for the next start of the process.
+    pub fn remove_env(&mut self, key: &str) {
+        self.env.retain(|(k, _)| k != key);
     }
 
     /// Starts the process again with the same environment and port.
@@ -248,6 +272,12 @@ impl Stack {
                 ("RUST_LOG".into(), "info".into()),
             ];
             env.extend(options.service_env.iter().cloned());
+            if let Some(extra) = options.env_for.get(service.name()) {
+                for (key, value) in extra {
+                    env.retain(|(k, _)| k != key);
+                    env.push((key.clone(), value.clone()));
+                }
+            }
             let mut process = ServiceProcess {
                 service,
                 port,

@@ -284,17 +284,20 @@ async fn a_redelivered_event_changes_nothing() -> anyhow::Result<()> {
         client.notification_kinds(id).await?,
         ["invoice-issued", "order-received"]
     );
-    // Each inbox holds the event once: the duplicate was skipped, not applied twice.
+    // Each inbox holds the event once, and counted the second arrival: the
+    // duplicate was skipped, not applied twice.
     let event_id: Uuid = serde_json::from_str::<Value>(&envelope)?["id"]
         .as_str()
         .context("id")?
         .parse()?;
     for db in [&invoice_db, &notification_db] {
-        let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox WHERE event_id = $1")
-            .bind(event_id)
-            .fetch_one(db)
-            .await?;
-        assert_eq!(seen, 1);
+        let (rows, duplicates): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), coalesce(sum(duplicates), 0)::bigint FROM inbox WHERE event_id = $1",
+        )
+        .bind(event_id)
+        .fetch_one(db)
+        .await?;
+        assert_eq!((rows, duplicates), (1, 1));
     }
     let dlq = queue_depth(&sqs, "invoice-orders-dlq").await?;
     assert_eq!(dlq, (0, 0));

@@ -52,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
         ])),
         database_prefix: "demo_".into(),
         service_env: vec![],
+        env_for: BTreeMap::new(),
         log_dir: args.log_dir.clone(),
     };
     println!("starting moto, Postgres, the topology and three services…");
