@@ -1,7 +1,10 @@
 //! The order service's HTTP API.
 //!
 //! - `POST /orders`: place an order; `202 Accepted` once the order and its
-//!   `OrderPlaced` event are committed together.
+//!   `OrderPlaced` event are committed together. An `Idempotency-Key` header
+//!   makes a retry safe: the same key and body answer the first order again
+//!   (with `Idempotent-Replayed: true`) and emit nothing; the same key with
+//!   another body is refused with 422.
 //! - `GET /orders/{id}`: the order, with its invoice once known.
 //! - `POST /orders/{id}/cancel`: cancel; emits `OrderCancelled` once.
 //!
@@ -19,8 +22,13 @@ use shared::problem::Problem;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::domain::{FieldError, NewOrder, OrderStatus, PlaceOrderRequest};
-use crate::store::{self, OrderView, StoreError};
+use crate::domain::{FieldError, IdempotencyKey, NewOrder, OrderStatus, PlaceOrderRequest};
+use crate::store::{self, Idempotency, OrderView, Placed, StoreError};
+
+/// The request header that makes `POST /orders` safe to retry.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Set on an answer that repeats the one given to an earlier request.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -50,6 +58,8 @@ pub enum ApiError {
     Path(#[from] PathRejection),
     #[error("order {0} not found")]
     NotFound(Uuid),
+    #[error("invalid Idempotency-Key header: {0}")]
+    IdempotencyKey(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -94,6 +104,22 @@ impl IntoResponse for ApiError {
                     .with_detail(format!("order {id} does not exist"))
                     .into_response()
             }
+            ApiError::IdempotencyKey(problem) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-idempotency-key",
+                "The Idempotency-Key header is not valid",
+            )
+            .with_detail(format!("Idempotency-Key {problem}"))
+            .into_response(),
+            ApiError::Store(StoreError::KeyReused(order_id)) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "The Idempotency-Key was already used with another request",
+            )
+            .with_detail(format!(
+                "the key placed order {order_id} with a different body; use a new key for a new order"
+            ))
+            .into_response(),
             ApiError::Store(StoreError::Outbox(shared::outbox::OutboxError::TooLarge {
                 size,
                 ..
@@ -129,6 +155,32 @@ impl<S: Send + Sync> FromRequestParts<S> for OrderId {
     }
 }
 
+/// The optional `Idempotency-Key` header, parsed.
+pub struct IdempotencyKeyHeader(pub Option<IdempotencyKey>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKeyHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, ApiError> {
+        let mut values = parts.headers.get_all(IDEMPOTENCY_KEY).iter();
+        let Some(value) = values.next() else {
+            return Ok(IdempotencyKeyHeader(None));
+        };
+        if values.next().is_some() {
+            return Err(ApiError::IdempotencyKey("must be given once".into()));
+        }
+        let raw = value.to_str().map_err(|_| {
+            ApiError::IdempotencyKey("may contain only visible ASCII characters".into())
+        })?;
+        IdempotencyKey::parse(raw)
+            .map(|key| IdempotencyKeyHeader(Some(key)))
+            .map_err(ApiError::IdempotencyKey)
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct Accepted {
     pub order_id: Uuid,
@@ -138,15 +190,32 @@ pub struct Accepted {
 #[tracing::instrument(skip_all, fields(order_id))]
 async fn place_order(
     State(state): State<AppState>,
+    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     ApiJson(body): ApiJson<PlaceOrderRequest>,
 ) -> Result<Response, ApiError> {
+    let idempotency = match &key {
+        Some(key) => Some(Idempotency {
+            key,
+            request: serde_json::to_value(&body).map_err(StoreError::from)?,
+        }),
+        None => None,
+    };
     let order = NewOrder::try_from(body).map_err(ApiError::Validation)?;
-    let id = store::place(&state.pool, &order).await?;
+    let placed = store::place(&state.pool, &order, idempotency).await?;
+    let id = placed.order_id();
     tracing::Span::current().record("order_id", tracing::field::display(id));
-    tracing::info!(total_minor = order.total.value(), currency = %order.currency, "order placed");
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/orders/{id}")) {
         headers.insert(header::LOCATION, location);
+    }
+    match placed {
+        Placed::New(_) => {
+            tracing::info!(total_minor = order.total.value(), currency = %order.currency, "order placed")
+        }
+        Placed::Replayed(_) => {
+            tracing::info!("idempotent retry answered with the order placed before");
+            headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+        }
     }
     Ok((
         StatusCode::ACCEPTED,

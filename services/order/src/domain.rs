@@ -77,6 +77,34 @@ fn parse_identifier(raw: &str) -> Result<String, String> {
     Ok(raw.to_string())
 }
 
+/// The `Idempotency-Key` of a request: 1 to 255 visible ASCII characters
+/// (a UUID is the usual choice).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+impl IdempotencyKey {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() {
+            return Err("must not be empty".into());
+        }
+        if raw.len() > MAX_IDEMPOTENCY_KEY_LEN {
+            return Err(format!(
+                "must be at most {MAX_IDEMPOTENCY_KEY_LEN} characters"
+            ));
+        }
+        if !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("may contain only visible ASCII characters".into());
+        }
+        Ok(IdempotencyKey(raw.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A valid order, ready to be stored and announced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewOrder {
@@ -199,6 +227,16 @@ impl fmt::Display for OrderStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idempotency_keys_are_visible_ascii_up_to_255_bytes() {
+        assert!(IdempotencyKey::parse("0b6c1c62-7c4c-4a8e-9d57-1f0f3c9e2a41").is_ok());
+        assert!(IdempotencyKey::parse(&"k".repeat(255)).is_ok());
+        assert!(IdempotencyKey::parse("").is_err());
+        assert!(IdempotencyKey::parse(&"k".repeat(256)).is_err());
+        assert!(IdempotencyKey::parse("has space").is_err());
+        assert!(IdempotencyKey::parse("caf\u{e9}").is_err());
+    }
 
     fn line(sku: &str, quantity: i64, price: i64, currency: &str) -> LineRequest {
         LineRequest {

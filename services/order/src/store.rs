@@ -9,7 +9,7 @@ use shared::topology::Service;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::domain::{NewOrder, OrderStatus};
+use crate::domain::{IdempotencyKey, NewOrder, OrderStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -17,6 +17,10 @@ pub enum StoreError {
     Outbox(#[from] OutboxError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    #[error("cannot encode the request: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("idempotency key already used for order {0} with another request")]
+    KeyReused(Uuid),
     #[error("stored order {0} is corrupt: {1}")]
     Corrupt(Uuid, String),
 }
@@ -95,9 +99,71 @@ macro_rules! select_order {
     };
 }
 
+/// What `place` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    /// A new order, committed with its `OrderPlaced` event.
+    New(Uuid),
+    /// The idempotency key was used before with the same request: the order
+    /// it placed then, and nothing new.
+    Replayed(Uuid),
+}
+
+impl Placed {
+    pub fn order_id(self) -> Uuid {
+        match self {
+            Placed::New(id) | Placed::Replayed(id) => id,
+        }
+    }
+}
+
+/// The idempotency key and the request it came with, as JSON.
+pub struct Idempotency<'a> {
+    pub key: &'a IdempotencyKey,
+    pub request: serde_json::Value,
+}
+
 /// Stores a new order and its `OrderPlaced` event in one transaction.
-pub async fn place(pool: &PgPool, order: &NewOrder) -> Result<Uuid, StoreError> {
+///
+/// With an idempotency key, the key is claimed in the same transaction: a
+/// second request with the key waits for the first to commit (the primary key
+/// serialises them), then gets the first order back, or `KeyReused` when its
+/// body differs.
+pub async fn place(
+    pool: &PgPool,
+    order: &NewOrder,
+    idempotency: Option<Idempotency<'_>>,
+) -> Result<Placed, StoreError> {
     let id = Uuid::now_v7();
+    let mut tx = pool.begin().await?;
+    if let Some(idem) = idempotency {
+        let claimed = sqlx::query(
+            "INSERT INTO idempotency_keys (key, request, order_id) VALUES ($1, $2, $3) \
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(idem.key.as_str())
+        .bind(&idem.request)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !claimed {
+            let (same, first): (bool, Uuid) = sqlx::query_as(
+                "SELECT request = $2, order_id FROM idempotency_keys WHERE key = $1",
+            )
+            .bind(idem.key.as_str())
+            .bind(&idem.request)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.rollback().await?;
+            return if same {
+                Ok(Placed::Replayed(first))
+            } else {
+                Err(StoreError::KeyReused(first))
+            };
+        }
+    }
     let correlation_id = id.to_string();
     let event = Event::OrderPlaced(OrderPlaced {
         order_id: id,
@@ -108,7 +174,6 @@ pub async fn place(pool: &PgPool, order: &NewOrder) -> Result<Uuid, StoreError> 
     let envelope = Envelope::new(Service::Order, &event, &correlation_id);
     let lines =
         serde_json::to_value(&order.lines).map_err(|e| StoreError::Corrupt(id, e.to_string()))?;
-    let mut tx = pool.begin().await?;
     sqlx::query(
         "INSERT INTO orders (id, customer_id, currency, total_minor, lines, status, correlation_id) \
          VALUES ($1, $2, $3, $4, $5, 'PLACED', $6)",
@@ -123,7 +188,7 @@ pub async fn place(pool: &PgPool, order: &NewOrder) -> Result<Uuid, StoreError> 
     .await?;
     outbox::enqueue(&mut tx, &envelope).await?;
     tx.commit().await?;
-    Ok(id)
+    Ok(Placed::New(id))
 }
 
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<OrderView>, StoreError> {

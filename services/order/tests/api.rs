@@ -255,3 +255,128 @@ async fn unknown_orders_are_not_found_and_cancelling_twice_emits_one_event() {
             .expect("count");
     assert_eq!(cancellations, 1);
 }
+
+fn keyed(key: &str, body: String) -> Request<Body> {
+    Request::post("/orders")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("Idempotency-Key", key)
+        .body(Body::from(body))
+        .expect("request")
+}
+
+#[tokio::test]
+async fn an_idempotency_key_returns_the_same_order_and_emits_one_event() {
+    let app = spawn_app().await;
+    let body = order(vec![line(2, 1999, "EUR")]);
+    let (status, _, first) = app.call(keyed("key-1", body.clone())).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // The same JSON value, written differently, is the same request.
+    let reordered = json!({"lines": [line(2, 1999, "EUR")], "customer_id": "c-1"});
+    let response = router(AppState {
+        pool: app.pool.clone(),
+    })
+    .oneshot(keyed("key-1", format!("{reordered:#}")))
+    .await
+    .expect("infallible");
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        response
+            .headers()
+            .get("idempotent-replayed")
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    let again: Value = serde_json::from_slice(&bytes).expect("json");
+    assert_eq!(again["order_id"], first["order_id"]);
+    assert_eq!(app.counts().await, (1, 1), "one order, one event");
+
+    // Another key is another order.
+    let (status, _, other) = app.call(keyed("key-2", body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_ne!(other["order_id"], first["order_id"]);
+    assert_eq!(app.counts().await, (2, 2));
+}
+
+#[tokio::test]
+async fn an_idempotency_key_reused_with_another_body_is_refused() {
+    let app = spawn_app().await;
+    let (status, _, first) = app
+        .call(keyed("key-1", order(vec![line(1, 100, "EUR")])))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, content_type, problem) = app
+        .call(keyed("key-1", order(vec![line(2, 100, "EUR")])))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(content_type, "application/problem+json");
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("idempotency-key-reused"),
+        "{problem}"
+    );
+    let first_id = first["order_id"].as_str().expect("id");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(first_id),
+        "{problem}"
+    );
+    assert_eq!(app.counts().await, (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_with_one_key_place_one_order() {
+    let app = spawn_app().await;
+    let body = order(vec![line(3, 500, "USD")]);
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let app = router(AppState {
+            pool: app.pool.clone(),
+        });
+        let request = keyed("same-key", body.clone());
+        calls.spawn(async move {
+            let response = app.oneshot(request).await.expect("infallible");
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .expect("body");
+            (
+                status,
+                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+            )
+        });
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    while let Some(answer) = calls.join_next().await {
+        let (status, body) = answer.expect("task");
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        ids.insert(body["order_id"].as_str().expect("id").to_string());
+    }
+    assert_eq!(ids.len(), 1, "every answer names the same order: {ids:?}");
+    assert_eq!(app.counts().await, (1, 1));
+}
+
+#[tokio::test]
+async fn a_malformed_idempotency_key_is_a_bad_request_and_changes_nothing() {
+    let app = spawn_app().await;
+    let body = order(vec![line(1, 100, "EUR")]);
+    for key in [String::new(), "k".repeat(256), "two words".to_string()] {
+        let (status, content_type, problem) = app.call(keyed(&key, body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "key {key:?}: {problem}");
+        assert_eq!(content_type, "application/problem+json");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("Idempotency-Key"),
+            "{problem}"
+        );
+    }
+    assert_eq!(app.counts().await, (0, 0));
+}
