@@ -7,7 +7,7 @@ use aws_sdk_sqs::types::MessageSystemAttributeName;
 use e2e::stack::emulator_config;
 use shared::config::RelaySettings;
 use shared::events::{Envelope, Event, OrderCancelled};
-use shared::outbox::{Relay, SnsPublisher, enqueue};
+use shared::outbox::{OutboxError, Relay, SnsPublisher, enqueue};
 use shared::topology::{Service, topology};
 use sqlx::PgPool;
 use testkit::moto::Moto;
@@ -223,5 +223,49 @@ async fn an_unreachable_broker_loses_nothing_and_the_backlog_drains_later() -> a
     );
     assert_eq!(working.publish_once().await?.published, 1);
     assert_eq!(receive_all(&f, 1).await?.get(&env.id), Some(&1));
+    Ok(())
+}
+
+/// An envelope padded so that its JSON text is exactly `bytes` long.
+fn envelope_of_size(bytes: usize) -> anyhow::Result<Envelope> {
+    let mut envelope = cancelled();
+    envelope.data = serde_json::Value::String(String::new());
+    let base = serde_json::to_string(&envelope)?.len();
+    anyhow::ensure!(bytes >= base, "{bytes} is smaller than an empty envelope");
+    envelope.data = serde_json::Value::String("x".repeat(bytes - base));
+    assert_eq!(serde_json::to_string(&envelope)?.len(), bytes);
+    Ok(envelope)
+}
+
+#[tokio::test]
+async fn an_event_over_256_kib_with_its_attributes_is_refused_before_the_insert()
+-> anyhow::Result<()> {
+    let logs = tempfile::tempdir()?;
+    let cluster = Cluster::start(logs.path()).await?;
+    let pool = PgPool::connect(&cluster.admin_url()).await?;
+    shared::db::migrate(&pool, sqlx::migrate::Migrator::with_migrations(vec![])).await?;
+    const LIMIT: usize = 256 * 1024;
+
+    // A body of exactly 256 KiB would fit if attributes were free; its
+    // `event_type` attribute pushes it over, and AWS would refuse the publish.
+    let mut tx = pool.begin().await?;
+    let err = enqueue(&mut tx, &envelope_of_size(LIMIT)?)
+        .await
+        .expect_err("over the limit once the attribute counts");
+    assert!(
+        matches!(err, OutboxError::TooLarge { size, .. } if size > LIMIT),
+        "{err}"
+    );
+    assert!(err.to_string().contains("OrderCancelled"), "{err}");
+
+    // Well under the limit with everything counted: stored with its attributes.
+    let fits = envelope_of_size(LIMIT - 1024)?;
+    enqueue(&mut tx, &fits).await?;
+    tx.commit().await?;
+    let (rows, event_type): (i64, Option<String>) =
+        sqlx::query_as("SELECT count(*), max(attributes->>'event_type') FROM outbox")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!((rows, event_type.as_deref()), (1, Some("OrderCancelled")));
     Ok(())
 }

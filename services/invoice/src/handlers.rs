@@ -112,7 +112,9 @@ async fn emit(
     outbox::enqueue(tx, &Envelope::new(Service::Invoice, event, correlation_id))
         .await
         .map_err(|e| match e {
-            OutboxError::TooLarge { .. } => HandlerError::Reject(e.to_string()),
+            OutboxError::TooLarge { .. } | OutboxError::Attributes { .. } => {
+                HandlerError::Reject(e.to_string())
+            }
             OutboxError::Database(db) => HandlerError::from(db),
         })
 }

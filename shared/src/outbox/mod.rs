@@ -8,14 +8,17 @@
 //! Delivery is at least once: a crash after publishing and before marking
 //! publishes the row again, and consumers' inboxes make that harmless.
 //!
+//! - `limits`: what AWS refuses or silently drops and the emulator lets through.
 //! - `store`: SQL on the outbox table (enqueue, claim, mark, prune).
 //! - `publisher`: the broker side (SNS topic or EventBridge bus), in batches.
 //! - `relay`: the loop that moves rows from the store to the publisher.
 
+pub mod limits;
 pub mod publisher;
 pub mod relay;
 pub mod store;
 
+pub use limits::{LimitError, MessageAttributes};
 pub use publisher::{EventBridgePublisher, PublishError, Publisher, SnsPublisher};
 pub use relay::Relay;
 pub use store::{OutboxError, OutboxMessage, enqueue};

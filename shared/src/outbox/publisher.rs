@@ -8,7 +8,6 @@ use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 
 use super::store::OutboxMessage;
-use crate::topology::EVENT_TYPE_ATTRIBUTE;
 
 /// The whole call failed (broker unreachable, throttled, credentials): nothing
 /// in the batch is known to be published.
@@ -30,8 +29,8 @@ pub trait Publisher: Send + Sync + 'static {
     fn destination(&self) -> &str;
 }
 
-/// Publishes to an SNS topic with the event type as a message attribute, which
-/// subscription filter policies match on.
+/// Publishes to an SNS topic with the row's message attributes (the event
+/// type, which subscription filter policies match on, among them).
 #[derive(Clone, Debug)]
 pub struct SnsPublisher {
     client: aws_sdk_sns::Client,
@@ -48,18 +47,18 @@ impl Publisher for SnsPublisher {
     async fn publish(&self, batch: &[OutboxMessage]) -> Result<Vec<EntryOutcome>, PublishError> {
         let mut entries = Vec::with_capacity(batch.len());
         for (i, m) in batch.iter().enumerate() {
-            let attr = MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(&m.event_type)
-                .build()
-                .map_err(|e| PublishError(e.to_string()))?;
-            let entry = PublishBatchRequestEntry::builder()
+            let mut entry = PublishBatchRequestEntry::builder()
                 .id(i.to_string())
-                .message(&m.payload)
-                .message_attributes(EVENT_TYPE_ATTRIBUTE, attr)
-                .build()
-                .map_err(|e| PublishError(e.to_string()))?;
-            entries.push(entry);
+                .message(&m.payload);
+            for (name, value) in m.attributes.iter() {
+                let attr = MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(value)
+                    .build()
+                    .map_err(|e| PublishError(e.to_string()))?;
+                entry = entry.message_attributes(name, attr);
+            }
+            entries.push(entry.build().map_err(|e| PublishError(e.to_string()))?);
         }
         let out = self
             .client

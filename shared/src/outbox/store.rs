@@ -1,43 +1,71 @@
 //! SQL on the outbox table.
 
 use chrono::{DateTime, Utc};
+use sqlx::types::Json;
 use sqlx::{PgConnection, Postgres, Transaction};
 use uuid::Uuid;
 
+use super::limits::{
+    LimitError, MAX_MESSAGE_BYTES, MessageAttributes, eventbridge_entry_size, message_size,
+};
 use crate::events::Envelope;
-
-/// The largest envelope we accept: SNS messages and EventBridge entries are
-/// limited to 256 KiB, attributes included, so we keep a margin for them.
-pub const MAX_ENVELOPE_BYTES: usize = 240 * 1024;
+use crate::topology::EVENT_TYPE_ATTRIBUTE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
     #[error(
-        "event {event_type} is {size} bytes, over the {MAX_ENVELOPE_BYTES}-byte limit of a message"
+        "event {event_type} would be a {size}-byte message, over the {MAX_MESSAGE_BYTES}-byte limit of SNS, SQS and EventBridge"
     )]
     TooLarge { event_type: String, size: usize },
+    #[error("event {event_type} cannot be published: {source}")]
+    Attributes {
+        event_type: String,
+        #[source]
+        source: LimitError,
+    },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
 
-/// Writes `envelope` into the outbox on the caller's transaction. Refuses an
-/// event too large for the broker before anything is written.
+/// The attributes an event is published with.
+pub fn attributes_of(envelope: &Envelope) -> Result<MessageAttributes, LimitError> {
+    let mut attributes = MessageAttributes::default();
+    attributes.insert(EVENT_TYPE_ATTRIBUTE, &envelope.event_type)?;
+    Ok(attributes)
+}
+
+/// Writes `envelope` into the outbox on the caller's transaction. Refuses,
+/// before anything is written, an event that the broker would refuse or drop:
+/// over 256 KiB as an SNS message or an EventBridge entry, or with attributes
+/// SQS cannot carry.
 pub async fn enqueue(conn: &mut PgConnection, envelope: &Envelope) -> Result<(), OutboxError> {
-    let payload = serde_json::to_value(envelope).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let size = payload.to_string().len();
-    if size > MAX_ENVELOPE_BYTES {
+    let payload = serde_json::to_string(envelope).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let attributes = attributes_of(envelope).map_err(|source| OutboxError::Attributes {
+        event_type: envelope.event_type.clone(),
+        source,
+    })?;
+    let size = message_size(&payload, &attributes).max(eventbridge_entry_size(
+        &envelope.source,
+        &envelope.event_type,
+        &payload,
+    ));
+    if size > MAX_MESSAGE_BYTES {
         return Err(OutboxError::TooLarge {
             event_type: envelope.event_type.clone(),
             size,
         });
     }
-    sqlx::query("INSERT INTO outbox (id, event_type, payload, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(envelope.id)
-        .bind(&envelope.event_type)
-        .bind(payload)
-        .bind(envelope.time)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO outbox (id, event_type, payload, attributes, created_at) \
+         VALUES ($1, $2, $3::jsonb, $4, $5)",
+    )
+    .bind(envelope.id)
+    .bind(&envelope.event_type)
+    .bind(payload)
+    .bind(Json(&attributes))
+    .bind(envelope.time)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -48,6 +76,7 @@ pub struct OutboxMessage {
     pub event_type: String,
     /// The envelope as JSON text.
     pub payload: String,
+    pub attributes: Json<MessageAttributes>,
     pub created_at: DateTime<Utc>,
     pub attempts: i32,
 }
@@ -59,7 +88,7 @@ pub async fn claim(
     limit: u32,
 ) -> Result<Vec<OutboxMessage>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, event_type, payload::text AS payload, created_at, attempts FROM outbox \
+        "SELECT id, event_type, payload::text AS payload, attributes, created_at, attempts FROM outbox \
          WHERE published_at IS NULL AND next_attempt_at <= now() \
          ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED",
     )
