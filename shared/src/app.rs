@@ -51,6 +51,10 @@ impl Application {
         settings: CommonSettings,
         migrator: Migrator,
     ) -> Result<Self, StartupError> {
+        if let Some(spec) = &settings.failpoints {
+            crate::failpoints::configure(spec)?;
+            tracing::warn!(failpoints = %spec, "fail points armed");
+        }
         let listener = TcpListener::bind(("0.0.0.0", settings.port)).await?;
         let runtime = Runtime::connect(service, settings, migrator).await?;
         Ok(Application { runtime, listener })

@@ -80,6 +80,9 @@ pub struct CommonSettings {
     pub consumer: ConsumerSettings,
     /// `SHUTDOWN_TIMEOUT_MS`, default 20000: the bound on a graceful stop.
     pub shutdown_timeout: Duration,
+    /// `FAILPOINTS`, unset by default: fail points to arm, for tests
+    /// (see `crate::failpoints`).
+    pub failpoints: Option<String>,
 }
 
 /// Settings of the outbox relay.
@@ -174,6 +177,7 @@ impl CommonSettings {
                 retry_max_delay: Duration::from_secs(retry_max_delay_secs),
             },
             shutdown_timeout: env.millis_or("SHUTDOWN_TIMEOUT_MS", 20_000)?,
+            failpoints: env.get(crate::failpoints::VARIABLE),
         })
     }
 }

@@ -17,15 +17,20 @@
 //!    the queue with a growing visibility timeout; after `maxReceiveCount`
 //!    receives the redrive policy moves it to the DLQ.
 //!
+//! While a batch is being handled, a heartbeat extends the visibility of the
+//! messages not yet done every half `CONSUMER_VISIBILITY_TIMEOUT_SECS`, so a
+//! slow handler is not started a second time by another consumer.
+//!
 //! Receive errors are logged and backed off; the loop never ends on a bad
 //! message, only on shutdown.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName,
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageAttributeValue, MessageSystemAttributeName,
 };
 use backon::{BackoffBuilder, ExponentialBuilder};
 use sqlx::{PgConnection, PgPool};
@@ -34,6 +39,7 @@ use tracing::Instrument;
 
 use crate::config::ConsumerSettings;
 use crate::events::{Envelope, ReceivedEvent};
+use crate::failpoints;
 use crate::inbox;
 use crate::topology::{Delivery, QueueSpec};
 
@@ -161,10 +167,74 @@ impl<H: Handler> Consumer<H> {
             })
     }
 
-    /// Disposes of every message of a received batch, then deletes the done ones.
+    /// Disposes of every message of a received batch, then deletes the done
+    /// ones. Meanwhile a heartbeat keeps the messages not yet disposed of
+    /// invisible: a handler slower than the visibility timeout must not let a
+    /// second consumer start the same message.
     async fn handle_batch(
         &self,
         messages: &[aws_sdk_sqs::types::Message],
+    ) -> Result<PollOutcome, ConsumeError> {
+        let in_flight = Mutex::new(
+            messages
+                .iter()
+                .filter_map(|m| m.receipt_handle().map(str::to_string))
+                .collect::<Vec<_>>(),
+        );
+        tokio::select! {
+            outcome = self.dispose_batch(messages, &in_flight) => outcome,
+            never = self.heartbeat(&in_flight) => match never {},
+        }
+    }
+
+    /// Every half visibility timeout, extends the visibility of the messages
+    /// still in `in_flight` by a whole timeout. Never returns.
+    async fn heartbeat(&self, in_flight: &Mutex<Vec<String>>) -> std::convert::Infallible {
+        let period = Duration::from_secs(self.visibility_timeout_secs as u64) / 2;
+        loop {
+            tokio::time::sleep(period).await;
+            let receipts = in_flight.lock().map(|r| r.clone()).unwrap_or_default();
+            if receipts.is_empty() {
+                continue;
+            }
+            let entries: Result<Vec<_>, _> = receipts
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(r)
+                        .visibility_timeout(self.visibility_timeout_secs)
+                        .build()
+                })
+                .collect();
+            let Ok(entries) = entries else { continue };
+            match self
+                .sqs
+                .change_message_visibility_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
+                Ok(out) => tracing::debug!(
+                    extended = out.successful().len(),
+                    failed = out.failed().len(),
+                    "visibility extended for slow messages"
+                ),
+                // The next beat tries again; at worst a message is redelivered
+                // and the inbox makes it a duplicate.
+                Err(e) => {
+                    tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "cannot extend visibility")
+                }
+            }
+        }
+    }
+
+    async fn dispose_batch(
+        &self,
+        messages: &[aws_sdk_sqs::types::Message],
+        in_flight: &Mutex<Vec<String>>,
     ) -> Result<PollOutcome, ConsumeError> {
         let mut outcome = PollOutcome::default();
         let mut to_delete = Vec::new();
@@ -185,7 +255,7 @@ impl<H: Handler> Consumer<H> {
                     to_delete.push(receipt.to_string())
                 }
                 Disposition::DeadLettered(reason) => {
-                    match self.dead_letter(message.body().unwrap_or(""), reason).await {
+                    match self.dead_letter(message, reason).await {
                         Ok(()) => to_delete.push(receipt.to_string()),
                         // Not deleted: it comes back and the redrive policy
                         // moves it to the DLQ after maxReceiveCount.
@@ -195,6 +265,10 @@ impl<H: Handler> Consumer<H> {
                     }
                 }
                 Disposition::Retry(reason) => {
+                    // Its visibility is now the retry delay, not the heartbeat's.
+                    if let Ok(mut receipts) = in_flight.lock() {
+                        receipts.retain(|r| r != receipt);
+                    }
                     let delay = retry_delay(receive_count, self.retry_max_delay);
                     tracing::warn!(%reason, receive_count, retry_in = ?delay, "message will be retried");
                     if let Err(e) = self
@@ -306,19 +380,42 @@ impl<H: Handler> Consumer<H> {
             }
             return Ok(false);
         }
+        failpoints::delay_point(failpoints::CONSUMER_HANDLE).await;
         self.handler.handle(event, &mut tx).await?;
         tx.commit().await?;
+        // A crash here: applied but not deleted. The message comes back after
+        // its visibility timeout and the inbox turns it into a duplicate.
+        failpoints::crash_point(failpoints::CONSUMER_AFTER_COMMIT);
         Ok(true)
     }
 
-    async fn dead_letter(&self, body: &str, reason: &str) -> Result<(), String> {
+    /// Sends `message` to the DLQ with its attributes and the reason. The
+    /// outbox keeps one attribute free for `dlq_reason` (SQS carries ten);
+    /// from a message that came with more, the extra ones are dropped.
+    async fn dead_letter(
+        &self,
+        message: &aws_sdk_sqs::types::Message,
+        reason: &str,
+    ) -> Result<(), String> {
         let mut reason = reason.to_string();
         reason.truncate(1000);
-        let attr = MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(reason)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let mut attributes: std::collections::HashMap<String, MessageAttributeValue> = message
+            .message_attributes()
+            .into_iter()
+            .flatten()
+            .filter(|(name, _)| name.as_str() != DLQ_REASON_ATTRIBUTE)
+            .take(crate::outbox::limits::MAX_EVENT_ATTRIBUTES)
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        attributes.insert(
+            DLQ_REASON_ATTRIBUTE.to_string(),
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(reason)
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+        let body = message.body().unwrap_or_default();
         self.sqs
             .send_message()
             .queue_url(&self.dlq_url)
@@ -327,7 +424,7 @@ impl<H: Handler> Consumer<H> {
             } else {
                 body
             })
-            .message_attributes(DLQ_REASON_ATTRIBUTE, attr)
+            .set_message_attributes(Some(attributes))
             .send()
             .await
             .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;

@@ -16,6 +16,7 @@ pub mod config;
 pub mod consumer;
 pub mod db;
 pub mod events;
+pub mod failpoints;
 pub mod health;
 pub mod inbox;
 pub mod money;

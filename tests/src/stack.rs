@@ -135,6 +135,30 @@ impl ServiceProcess {
         }
     }
 
+    /// Waits until the process exits by itself (a fail point killed it, say)
+    /// and returns how it ended.
+    pub async fn wait_exit(
+        &mut self,
+        deadline: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        let name = self.service.name();
+        let process = self.process.as_mut().context("service is not running")?;
+        let status = wait::until(&format!("{name} to exit"), deadline, || {
+            let state = process.try_wait();
+            async move {
+                match state {
+                    Ok(Some(status)) => Ok(status),
+                    Ok(None) => Err("still running".to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n--- {name} log ---\n{}", self.log_tail(30)))?;
+        self.process = None;
+        Ok(status)
+    }
+
     /// Sets (or replaces) a variable for the next start of the process.
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.remove_env(key);

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::publisher::{PublishError, Publisher};
 use super::store;
 use crate::config::RelaySettings;
+use crate::failpoints;
 
 /// The channel the outbox trigger notifies on commit.
 pub const CHANNEL: &str = "outbox";
@@ -67,9 +68,16 @@ impl<P: Publisher> Relay<P> {
             tx.rollback().await?;
             return Ok(Published::default());
         }
+        // A crash here: the rows were committed by their producers and are
+        // only locked; the lock dies with the connection and they are claimed
+        // again.
+        failpoints::crash_point(failpoints::RELAY_BEFORE_PUBLISH);
         // On a publish error the transaction rolls back: the rows stay
         // unpublished and unlocked, ready for the next attempt.
         let outcomes = self.publisher.publish(&batch).await?;
+        // A crash here: published but not marked, so published again after a
+        // restart: at least once, and the consumers' inboxes absorb it.
+        failpoints::crash_point(failpoints::RELAY_AFTER_PUBLISH);
         let mut done = Vec::with_capacity(batch.len());
         let mut result = Published::default();
         for (message, outcome) in batch.iter().zip(outcomes) {
