@@ -269,3 +269,72 @@ async fn an_event_over_256_kib_with_its_attributes_is_refused_before_the_insert(
     assert_eq!((rows, event_type.as_deref()), (1, Some("OrderCancelled")));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_partial_batch_failure_retries_only_the_refused_entry() -> anyhow::Result<()> {
+    let f = fixture().await?;
+    let good: Vec<Envelope> = (0..4).map(|_| cancelled()).collect();
+    let mut tx = f.pool.begin().await?;
+    for env in &good {
+        enqueue(&mut tx, env).await?;
+    }
+    tx.commit().await?;
+    // A row the broker refuses: written around `enqueue`'s size check, as by
+    // an older release without it. SNS (and moto) refuse a message over 256 KiB
+    // entry by entry in a PublishBatch.
+    let oversized = envelope_of_size(300 * 1024)?;
+    sqlx::query(
+        "INSERT INTO outbox (id, event_type, payload, attributes, created_at) \
+         VALUES ($1, $2, $3, '{\"event_type\": \"OrderCancelled\"}', $4)",
+    )
+    .bind(oversized.id)
+    .bind(&oversized.event_type)
+    .bind(serde_json::to_value(&oversized)?)
+    .bind(good[1].time)
+    .execute(&f.pool)
+    .await?;
+
+    let relay = Relay::new(
+        f.pool.clone(),
+        SnsPublisher::new(f.sns.clone(), f.topic_arn.clone()),
+        settings(),
+    );
+    let before = chrono::Utc::now();
+    let step = relay.publish_once().await?;
+    assert_eq!((step.published, step.failed), (4, 1));
+
+    // The four good ones were marked and delivered; the refused one waits for
+    // a later attempt with its reason recorded.
+    let seen = receive_all(&f, good.len()).await?;
+    for env in &good {
+        assert_eq!(seen.get(&env.id), Some(&1), "{} delivered once", env.id);
+    }
+    let (published, attempts, error, next_attempt): (
+        Option<chrono::DateTime<chrono::Utc>>,
+        i32,
+        Option<String>,
+        chrono::DateTime<chrono::Utc>,
+    ) = sqlx::query_as(
+        "SELECT published_at, attempts, last_error, next_attempt_at FROM outbox WHERE id = $1",
+    )
+    .bind(oversized.id)
+    .fetch_one(&f.pool)
+    .await?;
+    assert_eq!(published, None);
+    assert_eq!(attempts, 1);
+    assert!(
+        next_attempt >= before + chrono::Duration::milliseconds(500),
+        "the retry is scheduled with a backoff, not immediate"
+    );
+    assert!(
+        error.as_deref().unwrap_or_default().contains("too long"),
+        "{error:?}"
+    );
+    let unpublished_good: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL AND id <> $1")
+            .bind(oversized.id)
+            .fetch_one(&f.pool)
+            .await?;
+    assert_eq!(unpublished_good, 0);
+    Ok(())
+}
