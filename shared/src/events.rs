@@ -11,9 +11,17 @@
 //!
 //! How an event evolves: adding an optional field keeps the version; removing or
 //! changing the meaning of a field makes a new version, and consumers keep
-//! decoding every version they have ever accepted.
+//! decoding every version they have ever accepted. Each payload type states its
+//! type and version through [`Payload`].
+//!
+//! - [`contracts`]: the JSON Schemas of the envelope and of every payload
+//!   version, generated from these types and committed under `contracts/`.
+
+pub mod contracts;
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -23,7 +31,7 @@ use crate::topology::Service;
 pub const SPEC_VERSION: &str = "1.0";
 
 /// The kinds of event that travel between the services.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum EventType {
     OrderPlaced,
     OrderCancelled,
@@ -52,9 +60,15 @@ impl EventType {
         EventType::ALL.into_iter().find(|t| t.as_str() == s)
     }
 
-    /// The schema version producers write today.
+    /// The schema version producers write today: that of the payload type the
+    /// handlers see.
     pub fn current_version(self) -> u32 {
-        1
+        match self {
+            EventType::OrderPlaced => OrderPlaced::VERSION,
+            EventType::OrderCancelled => OrderCancelled::VERSION,
+            EventType::InvoiceIssued => InvoiceIssued::VERSION,
+            EventType::InvoiceVoided => InvoiceVoided::VERSION,
+        }
     }
 
     /// The service that may emit this type: a consumer refuses it from anyone else.
@@ -66,20 +80,36 @@ impl EventType {
     }
 }
 
-/// The CloudEvents-shaped envelope around every event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The CloudEvents-shaped envelope around every event. Its `data` is the
+/// payload whose schema the `type` and `dataversion` attributes name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Envelope<T = serde_json::Value> {
+    /// The CloudEvents specification version; consumers refuse any other.
+    #[schemars(extend("const" = "1.0"))]
     pub specversion: String,
+    /// The event's id, a UUID v7 given by its producer: the key of every
+    /// consumer's inbox.
     pub id: Uuid,
+    /// The service that produced the event: `order-service` or `invoice-service`.
     pub source: String,
+    /// The event type.
     #[serde(rename = "type")]
+    #[schemars(with = "EventType")]
     pub event_type: String,
+    /// The schema version of `data` (CloudEvents extension attribute).
+    #[schemars(range(min = 1))]
     pub dataversion: u32,
+    /// When the producer created the event.
     pub time: DateTime<Utc>,
-    /// The order this event is about.
+    /// The order this event is about, as its UUID.
     pub subject: String,
+    /// Ties every event of one order's journey together (CloudEvents extension
+    /// attribute).
     pub correlationid: String,
+    /// Always `application/json`.
     pub datacontenttype: String,
+    /// The payload, described by the schema file named after `type` and
+    /// `dataversion`, such as `order-placed.v1.schema.json`.
     pub data: T,
 }
 
@@ -215,45 +245,87 @@ impl Event {
     }
 }
 
+/// A payload type at one schema version: what the `type` and `dataversion`
+/// attributes of its envelope say. Each version has its own type, so the
+/// schema of every version can be generated and checked, and an old version
+/// never changes by accident.
+pub trait Payload: Serialize + DeserializeOwned + JsonSchema {
+    const TYPE: EventType;
+    const VERSION: u32;
+}
+
 /// An order was accepted. Carries everything needed to invoice it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Version 1 (current).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OrderPlaced {
     pub order_id: Uuid,
     pub customer_id: String,
     pub currency: Currency,
+    /// At least one line, all in `currency`.
     pub lines: Vec<OrderLine>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+impl Payload for OrderPlaced {
+    const TYPE: EventType = EventType::OrderPlaced;
+    const VERSION: u32 = 1;
+}
+
+/// One line of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OrderLine {
     pub sku: String,
+    #[schemars(range(min = 1))]
     pub quantity: u32,
+    /// The price of one unit, in the order's currency.
     pub unit_price_minor: MinorUnits,
 }
 
 /// An order was cancelled by the customer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Version 1 (current).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OrderCancelled {
     pub order_id: Uuid,
     pub customer_id: String,
 }
 
+impl Payload for OrderCancelled {
+    const TYPE: EventType = EventType::OrderCancelled;
+    const VERSION: u32 = 1;
+}
+
 /// An invoice was issued for an order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Version 1 (current).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct InvoiceIssued {
     pub invoice_id: Uuid,
     pub order_id: Uuid,
     pub customer_id: String,
+    /// The amount invoiced, in `currency`.
     pub total_minor: MinorUnits,
     pub currency: Currency,
 }
 
+impl Payload for InvoiceIssued {
+    const TYPE: EventType = EventType::InvoiceIssued;
+    const VERSION: u32 = 1;
+}
+
 /// An issued invoice was voided because its order was cancelled.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Version 1 (current).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct InvoiceVoided {
     pub invoice_id: Uuid,
     pub order_id: Uuid,
     pub customer_id: String,
+}
+
+impl Payload for InvoiceVoided {
+    const TYPE: EventType = EventType::InvoiceVoided;
+    const VERSION: u32 = 1;
 }
 
 #[cfg(test)]
