@@ -12,7 +12,8 @@ use schemars::{Schema, schema_for};
 use serde_json::Value;
 
 use super::{
-    Envelope, EventType, InvoiceIssued, InvoiceVoided, OrderCancelled, OrderPlaced, Payload,
+    Envelope, EventType, InvoiceIssued, InvoiceVoided, OrderCancelled, OrderPlaced, OrderPlacedV1,
+    Payload,
 };
 
 /// The command that rewrites the committed schemas from the types.
@@ -44,6 +45,7 @@ impl Contract {
 pub fn all() -> Vec<Contract> {
     vec![
         envelope(),
+        payload::<OrderPlacedV1>(),
         payload::<OrderPlaced>(),
         payload::<OrderCancelled>(),
         payload::<InvoiceIssued>(),
@@ -52,7 +54,7 @@ pub fn all() -> Vec<Contract> {
 }
 
 /// The name shared by an event version's schema and example files, such as
-/// `order-placed.v1`.
+/// `order-placed.v2`.
 pub fn file_stem(event_type: EventType, version: u32) -> String {
     let kebab = match event_type {
         EventType::OrderPlaced => "order-placed",
@@ -63,7 +65,7 @@ pub fn file_stem(event_type: EventType, version: u32) -> String {
     format!("{kebab}.v{version}")
 }
 
-/// The schema file of an event version, such as `order-placed.v1.schema.json`.
+/// The schema file of an event version, such as `order-placed.v2.schema.json`.
 pub fn schema_file(event_type: EventType, version: u32) -> String {
     format!("{}.schema.json", file_stem(event_type, version))
 }
