@@ -2,10 +2,15 @@
 //!
 //! `Currency` and `MinorUnits` are parsed once at the edge; past that point a
 //! value of these types is known to be valid, and arithmetic on them is checked.
+//!
+//! Both travel in events, so each also describes itself as JSON Schema: what a
+//! consumer in any language may rely on, not just "a string" and "a number".
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
 /// An active ISO 4217 currency code, such as `EUR`.
@@ -48,6 +53,21 @@ impl<'de> Deserialize<'de> for Currency {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let code = String::deserialize(d)?;
         code.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for Currency {
+    fn schema_name() -> Cow<'static, str> {
+        "Currency".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "An active ISO 4217 currency code: three upper-case letters, such as EUR.",
+            "type": "string",
+            "pattern": "^[A-Z]{3}$",
+            "examples": ["EUR"]
+        })
     }
 }
 
@@ -101,6 +121,22 @@ impl TryFrom<i64> for MinorUnits {
 impl From<MinorUnits> for i64 {
     fn from(m: MinorUnits) -> i64 {
         m.0
+    }
+}
+
+impl JsonSchema for MinorUnits {
+    fn schema_name() -> Cow<'static, str> {
+        "MinorUnits".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A non-negative amount in the currency's minor unit (cents for EUR), as an integer: never a float.",
+            "type": "integer",
+            "format": "int64",
+            "minimum": 0,
+            "maximum": i64::MAX
+        })
     }
 }
 

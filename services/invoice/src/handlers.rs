@@ -18,7 +18,7 @@ use shared::topology::Service;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::{InvoiceStatus, invoice_total};
+use crate::domain::InvoiceStatus;
 use crate::store;
 
 pub struct OrderEvents;
@@ -49,8 +49,7 @@ async fn issue(
         tracing::info!("order was cancelled before it was invoiced; no invoice issued");
         return Ok(());
     }
-    let total = invoice_total(&placed.lines)
-        .map_err(|e| HandlerError::Reject(format!("invoice total: {e}")))?;
+    let total = placed.total_minor;
     let invoice_id = Uuid::now_v7();
     let inserted = store::insert_issued(
         tx,

@@ -7,7 +7,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use shared::events::OrderLine;
+use shared::events::{OrderLine, order_total};
 use shared::money::{Currency, MinorUnits};
 
 pub const MAX_LINES: usize = 100;
@@ -170,12 +170,7 @@ impl TryFrom<PlaceOrderRequest> for NewOrder {
                 });
             }
         }
-        let total = lines.iter().try_fold(MinorUnits::ZERO, |acc, l| {
-            l.unit_price_minor
-                .checked_mul(l.quantity)
-                .and_then(|sub| acc.checked_add(sub))
-        });
-        let total = total
+        let total = order_total(&lines)
             .map_err(|e| errors.push(FieldError::new("lines", format!("the order total {e}"))))
             .ok();
         match (customer_id, currency, total) {

@@ -170,6 +170,7 @@ pub async fn place(
         customer_id: order.customer_id.as_str().to_string(),
         currency: order.currency,
         lines: order.lines.clone(),
+        total_minor: order.total,
     });
     let envelope = Envelope::new(Service::Order, &event, &correlation_id);
     let lines =
