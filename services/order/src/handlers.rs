@@ -1,4 +1,15 @@
 //! What the order service does with the invoice events it consumes.
+//!
+//! Invoice events arrive on a standard queue, in any order, so each rule holds
+//! whatever came first:
+//! - `InvoiceIssued` moves a `PLACED` order to `INVOICED` and leaves any other
+//!   status alone: an order cancelled meanwhile stays `CANCELLED` (the invoice
+//!   service voids the invoice when the cancellation reaches it).
+//! - `InvoiceVoided` only sets `invoice_voided_at`, never clears it, so an
+//!   `InvoiceIssued` that arrives after the void does not un-void the invoice.
+//! - An event about an order not known here is retried, not dropped: the order
+//!   commits before its event is published, so this only happens after a
+//!   restore, and the DLQ holds it if the order never appears.
 
 use shared::consumer::{Handler, HandlerError};
 use shared::events::{Event, ReceivedEvent};

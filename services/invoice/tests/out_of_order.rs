@@ -1,0 +1,126 @@
+//! The invoice service's rules for order events arriving in any order, run
+//! through its real handler on a real database. A standard SQS queue promises
+//! no order, so each of these arrival orders happens in production.
+
+use invoice::domain::InvoiceStatus;
+use invoice::handlers::OrderEvents;
+use invoice::store;
+use shared::consumer::{Handler, HandlerError};
+use shared::events::{Envelope, Event, OrderCancelled, OrderLine, OrderPlaced, ReceivedEvent};
+use shared::money::MinorUnits;
+use shared::topology::Service;
+use sqlx::PgPool;
+use testkit::postgres::Cluster;
+use uuid::Uuid;
+
+struct Db {
+    _cluster: Cluster,
+    pool: PgPool,
+}
+
+async fn db() -> anyhow::Result<Db> {
+    let logs = tempfile::tempdir()?.keep();
+    let cluster = Cluster::start(&logs).await?;
+    let pool = PgPool::connect(&cluster.admin_url()).await?;
+    shared::db::migrate(&pool, sqlx::migrate!("./migrations")).await?;
+    Ok(Db {
+        _cluster: cluster,
+        pool,
+    })
+}
+
+fn placed(order_id: Uuid) -> anyhow::Result<ReceivedEvent> {
+    let event = Event::OrderPlaced(OrderPlaced {
+        order_id,
+        customer_id: "c-1".into(),
+        currency: "EUR".parse()?,
+        lines: vec![OrderLine {
+            sku: "SKU-1".into(),
+            quantity: 2,
+            unit_price_minor: MinorUnits::try_from(250)?,
+        }],
+        total_minor: MinorUnits::try_from(500)?,
+    });
+    Ok(ReceivedEvent::decode(Envelope::new(
+        Service::Order,
+        &event,
+        &order_id.to_string(),
+    ))?)
+}
+
+fn cancelled(order_id: Uuid) -> anyhow::Result<ReceivedEvent> {
+    let event = Event::OrderCancelled(OrderCancelled {
+        order_id,
+        customer_id: "c-1".into(),
+    });
+    Ok(ReceivedEvent::decode(Envelope::new(
+        Service::Order,
+        &event,
+        &order_id.to_string(),
+    ))?)
+}
+
+/// Runs the handler in its own committed transaction, as the consumer does.
+async fn deliver(pool: &PgPool, event: &ReceivedEvent) -> Result<(), HandlerError> {
+    let mut tx = pool.begin().await?;
+    OrderEvents.handle(event, &mut tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The event types the invoice service has written to its outbox, oldest first.
+async fn emitted(pool: &PgPool, order_id: Uuid) -> anyhow::Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT event_type FROM outbox WHERE payload->>'subject' = $1 ORDER BY created_at",
+    )
+    .bind(order_id.to_string())
+    .fetch_all(pool)
+    .await?)
+}
+
+#[tokio::test]
+async fn a_cancellation_that_overtakes_its_order_means_no_invoice_is_ever_issued()
+-> anyhow::Result<()> {
+    let db = db().await?;
+    let order = Uuid::now_v7();
+    deliver(&db.pool, &cancelled(order)?).await?;
+    deliver(&db.pool, &placed(order)?).await?;
+    assert!(store::by_order(&db.pool, order).await?.is_empty());
+    assert!(
+        emitted(&db.pool, order).await?.is_empty(),
+        "nothing to announce"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cancellation_after_the_invoice_voids_it_once() -> anyhow::Result<()> {
+    let db = db().await?;
+    let order = Uuid::now_v7();
+    deliver(&db.pool, &placed(order)?).await?;
+    deliver(&db.pool, &cancelled(order)?).await?;
+    // A second cancellation event (not a redelivery: another event id).
+    deliver(&db.pool, &cancelled(order)?).await?;
+    let invoices = store::by_order(&db.pool, order).await?;
+    assert_eq!(invoices.len(), 1);
+    assert_eq!(invoices[0].status.0, InvoiceStatus::Voided);
+    assert_eq!(invoices[0].total_minor, 500);
+    assert_eq!(
+        emitted(&db.pool, order).await?,
+        ["InvoiceIssued", "InvoiceVoided"]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_same_order_placed_twice_under_two_event_ids_is_invoiced_once() -> anyhow::Result<()> {
+    // The inbox catches a redelivered event by its id; two events about one
+    // order (a producer that published twice) are caught by the domain.
+    let db = db().await?;
+    let order = Uuid::now_v7();
+    deliver(&db.pool, &placed(order)?).await?;
+    deliver(&db.pool, &placed(order)?).await?;
+    assert_eq!(store::by_order(&db.pool, order).await?.len(), 1);
+    assert_eq!(emitted(&db.pool, order).await?, ["InvoiceIssued"]);
+    Ok(())
+}
