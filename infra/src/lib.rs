@@ -2,9 +2,17 @@
 //!
 //! - `provision`: applies the topology to the emulator or to AWS,
 //!   idempotently (bin `provision`).
+//! - `dlq`: what is in each dead-letter queue and why, and moving messages
+//!   back to their source queue once the cause is fixed (bin `ops dlq`).
+//! - `replay`: replaying a time window of the `billing` bus from its archive
+//!   (bin `ops archive replay`).
+//! - `retry`: the bounded retry with backoff those commands use.
 //!
 //! Every name comes from the topology; nothing here types a queue name.
 
+pub mod dlq;
 pub mod provision;
+pub mod replay;
+pub mod retry;
 
 pub use provision::{Clients, ProvisionError, Provisioned, QueueRef, apply, queue_policy};
