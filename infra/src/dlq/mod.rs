@@ -136,6 +136,11 @@ impl Depth {
     }
 }
 
+/// The depth of the queue named `name`.
+pub async fn depth_of(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<Depth, DlqError> {
+    depth(sqs, &address(sqs, name).await?).await
+}
+
 pub(crate) async fn depth(
     sqs: &aws_sdk_sqs::Client,
     queue: &QueueAddress,
