@@ -1,11 +1,12 @@
 //! One notification per event, from both the order and the invoice chains.
 //!
 //! The notification row is written in the inbox transaction, and the sender is
-//! called before that transaction commits: if sending fails the event is
-//! retried, and nothing is recorded. A crash between a successful send and the
+//! called before that transaction commits: if sending fails nothing is
+//! recorded, and the event is retried (a transient failure) or sent to the DLQ
+//! with the reason (a refusal). A crash between a successful send and the
 //! commit sends again on redelivery, so delivery to the customer is at least
-//! once while the record is exactly once; a channel with idempotency keys can
-//! use the notification's event id as its key.
+//! once while the record is exactly once; the webhook sender passes the event
+//! id as its idempotency key so the receiver can drop the repeat.
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use shared::events::ReceivedEvent;
 use sqlx::PgConnection;
 
 use crate::domain::Notification;
-use crate::sender::Sender;
+use crate::sender::{SendError, Sender};
 use crate::store;
 
 pub struct Notify<S> {
@@ -32,9 +33,9 @@ impl<S: Sender> Handler for Notify<S> {
             tracing::info!("a notification for this event exists already");
             return Ok(());
         }
-        self.sender
-            .send(&notification)
-            .await
-            .map_err(|e| HandlerError::Retry(e.to_string()))
+        self.sender.send(&notification).await.map_err(|e| match e {
+            SendError::Transient(_) => HandlerError::Retry(e.to_string()),
+            SendError::Permanent(_) => HandlerError::Reject(e.to_string()),
+        })
     }
 }

@@ -3,7 +3,7 @@
 //! - `handlers`: consumes `notification-orders` and `notification-invoices`;
 //!   records exactly one notification per event and sends it.
 //! - `domain`: what each event tells the customer.
-//! - `sender`: the delivery channel (a log sender by default).
+//! - `sender`: the delivery channel: a log sender by default, or a webhook.
 //! - `store`: the notifications table.
 //! - `api`: `GET /notifications?order_id=…`.
 //! - `startup`: settings, and building and running the service on the shared `Application`.

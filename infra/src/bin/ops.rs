@@ -1,0 +1,302 @@
+//! `ops`: operator commands for the dead-letter queues and the bus archive.
+//!
+//! Talks to the endpoint in `AWS_ENDPOINT_URL` (the emulator) or, without it,
+//! to the AWS account of the default credentials, like `provision`. Every
+//! name comes from `shared::topology`. Results go to stdout (text, or JSON
+//! with `--json`); logs and notes go to stderr.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+use infra::dlq::{self, DlqListing, RedriveMethod, RedriveOptions, RedriveReport};
+use infra::replay::{self, ReplayRequest, ReplayStatus};
+use shared::topology::{BILLING_BUS, topology};
+
+#[derive(Parser)]
+#[command(about = "Inspect and redrive dead-letter queues; replay the billing archive")]
+struct Cli {
+    /// Print the result as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The dead-letter queues.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// The EventBridge archive of the `billing` bus.
+    #[command(subcommand)]
+    Archive(ArchiveCommand),
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// What each DLQ holds and why, without consuming anything.
+    List {
+        /// Only this queue (or its DLQ); every queue of the topology otherwise.
+        #[arg(long)]
+        queue: Option<String>,
+        /// At most this many messages per DLQ.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+    },
+    /// Move messages from `<queue>-dlq` back to `<queue>`, once the cause is fixed.
+    Redrive {
+        /// The source queue (or its DLQ).
+        #[arg(long)]
+        queue: String,
+        /// At most this many messages (moved one by one). Default: all that
+        /// the DLQ holds when the redrive begins.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        max: Option<u64>,
+        /// How long to wait for an SQS message move task to finish.
+        #[arg(long, default_value_t = 900)]
+        timeout_secs: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum ArchiveCommand {
+    /// Replay a time window of the archive onto the bus; consumers absorb
+    /// what they already applied. Note: moto 5.2.5 ignores the window and
+    /// replays the whole archive.
+    Replay(ReplayArgs),
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// Start of the window (RFC 3339, e.g. 2026-11-26T10:00:00Z).
+    #[arg(long, value_parser = rfc3339)]
+    from: DateTime<Utc>,
+    /// End of the window (RFC 3339). Default: now.
+    #[arg(long, value_parser = rfc3339)]
+    to: Option<DateTime<Utc>>,
+    /// The replay's name (unique per account and region). Default: from the time.
+    #[arg(long)]
+    name: Option<String>,
+    /// Wait until the replay has completed or failed.
+    #[arg(long)]
+    wait: bool,
+    /// How long `--wait` waits.
+    #[arg(long, default_value_t = 900)]
+    timeout_secs: u64,
+}
+
+fn rfc3339(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("not an RFC 3339 time ({e}), e.g. 2026-11-26T10:00:00Z"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let config = match shared::aws::load_config().await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Dlq(command) => {
+            run_dlq(&aws_sdk_sqs::Client::new(&config), command, cli.json).await
+        }
+        Command::Archive(ArchiveCommand::Replay(args)) => {
+            run_replay(&aws_sdk_eventbridge::Client::new(&config), args, cli.json).await
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr, so that stdout holds only the result. `RUST_LOG`, default `warn`.
+fn init_logging() {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|spec| tracing_subscriber::EnvFilter::try_new(spec).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+async fn run_dlq(
+    sqs: &aws_sdk_sqs::Client,
+    command: DlqCommand,
+    json: bool,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let topology = topology();
+    match command {
+        DlqCommand::List { queue, limit } => {
+            let limit = limit as usize;
+            let listings = match queue {
+                Some(name) => {
+                    vec![dlq::list(sqs, &dlq::find_queue(&topology, &name)?, limit).await?]
+                }
+                None => dlq::list_all(sqs, &topology, limit).await?,
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&listings)?);
+            } else {
+                for listing in &listings {
+                    print!("{}", listing_text(listing));
+                }
+            }
+        }
+        DlqCommand::Redrive {
+            queue,
+            max,
+            timeout_secs,
+        } => {
+            let options = RedriveOptions {
+                max,
+                task_deadline: Duration::from_secs(timeout_secs),
+            };
+            let report = dlq::redrive(sqs, &dlq::find_queue(&topology, &queue)?, &options).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", redrive_text(&report));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_replay(
+    events: &aws_sdk_eventbridge::Client,
+    args: ReplayArgs,
+    json: bool,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let topology = topology();
+    let bus = topology.bus(BILLING_BUS);
+    let request = ReplayRequest {
+        from: args.from,
+        to: args.to.unwrap_or_else(Utc::now),
+        name: args.name,
+    };
+    let mut status = replay::start(events, bus, &request).await?;
+    if args.wait && !status.is_finished() {
+        status = replay::wait(
+            events,
+            bus,
+            &status.name,
+            Duration::from_secs(args.timeout_secs),
+        )
+        .await?;
+    }
+    if std::env::var_os("AWS_ENDPOINT_URL").is_some() {
+        eprintln!(
+            "note: AWS_ENDPOINT_URL is set; an emulator may not honour the window \
+             (moto 5.2.5 replays every archived event, whatever --from and --to say)"
+        );
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", replay_text(&status));
+    }
+    Ok(match status.state.as_str() {
+        "FAILED" | "CANCELLED" => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+fn listing_text(listing: &DlqListing) -> String {
+    let mut out = format!("{} -> {}: ", listing.dlq, listing.queue);
+    if listing.depth.total() == 0 && listing.messages.is_empty() {
+        out.push_str("empty\n");
+        return out;
+    }
+    out.push_str(&format!(
+        "{} visible, {} in flight",
+        listing.depth.visible, listing.depth.in_flight
+    ));
+    if (listing.messages.len() as u64) < listing.depth.visible {
+        out.push_str(&format!(" (showing {})", listing.messages.len()));
+    }
+    out.push('\n');
+    for m in &listing.messages {
+        let what = match (&m.event_type, &m.event_id) {
+            (Some(ty), Some(id)) => format!("{ty} {id}"),
+            (Some(ty), None) => ty.clone(),
+            (None, Some(id)) => format!("event {id}"),
+            (None, None) => format!(
+                "message {} (not an event: {:?})",
+                m.message_id,
+                m.body_preview.as_deref().unwrap_or("")
+            ),
+        };
+        let order = m
+            .order_id
+            .as_ref()
+            .map(|o| format!(", order {o}"))
+            .unwrap_or_default();
+        let sent = m
+            .sent_at
+            .map(|t| format!(", sent {}", t.to_rfc3339()))
+            .unwrap_or_default();
+        out.push_str(&format!("  - {what}{order}{sent}\n"));
+        out.push_str(&format!(
+            "    reason ({}): {}\n",
+            serde_json::to_value(m.dead_lettered_by)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            m.reason
+        ));
+    }
+    out
+}
+
+fn redrive_text(report: &RedriveReport) -> String {
+    let how = match report.method {
+        RedriveMethod::MessageMoveTask => "by an SQS message move task",
+        RedriveMethod::MessageByMessage => "one by one",
+    };
+    let mut out = format!(
+        "moved {} message(s) from {} to {} {how}\n",
+        report.moved, report.dlq, report.queue
+    );
+    if report.also_left_in_dlq > 0 {
+        out.push_str(&format!(
+            "{} of them could not be deleted from {} and are in both queues; the consumer's inbox absorbs the repeat\n",
+            report.also_left_in_dlq, report.dlq
+        ));
+    }
+    if let Some(note) = &report.note {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    out
+}
+
+fn replay_text(status: &ReplayStatus) -> String {
+    let time = |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_else(|| "?".into());
+    let mut out = format!(
+        "replay {} of {} onto {}, window {} .. {}: {}\n",
+        status.name,
+        status.archive,
+        status.bus,
+        time(status.from),
+        time(status.to),
+        status.state
+    );
+    if let Some(reason) = &status.state_reason {
+        out.push_str(&format!("reason: {reason}\n"));
+    }
+    out
+}
