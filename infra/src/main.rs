@@ -13,6 +13,9 @@ struct Args {
     /// Print what was provisioned as JSON.
     #[arg(long)]
     json: bool,
+    /// The kind of order chain: `standard` or `fifo` (see shared::topology).
+    #[arg(long, env = "ORDERS_CHAIN", default_value = "standard")]
+    orders_chain: shared::topology::Chain,
 }
 
 #[tokio::main]
@@ -27,7 +30,7 @@ async fn main() -> ExitCode {
     };
     match infra::apply(
         &infra::Clients::from_config(&config),
-        &shared::topology::topology(),
+        &shared::topology::Topology::declare(args.orders_chain),
     )
     .await
     {

@@ -73,10 +73,14 @@ pub struct Clients {
 pub async fn apply(clients: &Clients, topology: &Topology) -> Result<Provisioned, ProvisionError> {
     let mut out = Provisioned::default();
     for topic in &topology.topics {
-        let arn = clients
-            .sns
-            .create_topic()
-            .name(topic.name)
+        let mut create = clients.sns.create_topic().name(topic.name);
+        if topic.fifo {
+            // Deduplication by the event id the relay sends, not by content.
+            create = create
+                .attributes("FifoTopic", "true")
+                .attributes("ContentBasedDeduplication", "false");
+        }
+        let arn = create
             .send()
             .await
             .map_err(fail(format!("topic {}", topic.name)))?
@@ -88,6 +92,7 @@ pub async fn apply(clients: &Clients, topology: &Topology) -> Result<Provisioned
         let dlq = ensure_queue(
             clients,
             &queue.dlq_name(),
+            queue.fifo,
             BTreeMap::from([(
                 QueueAttributeName::MessageRetentionPeriod,
                 (14 * 24 * 3600).to_string(),
@@ -100,6 +105,7 @@ pub async fn apply(clients: &Clients, topology: &Topology) -> Result<Provisioned
         let main = ensure_queue(
             clients,
             queue.name,
+            queue.fifo,
             BTreeMap::from([
                 (
                     QueueAttributeName::VisibilityTimeout,
@@ -138,15 +144,18 @@ pub async fn apply(clients: &Clients, topology: &Topology) -> Result<Provisioned
 async fn ensure_queue(
     clients: &Clients,
     name: &str,
+    fifo: bool,
     attributes: BTreeMap<QueueAttributeName, String>,
 ) -> Result<QueueRef, ProvisionError> {
     let step = format!("queue {name}");
     // CreateQueue is idempotent only with identical attributes, so create it
-    // bare and converge the attributes with SetQueueAttributes.
-    let url = clients
-        .sqs
-        .create_queue()
-        .queue_name(name)
+    // bare and converge the attributes with SetQueueAttributes. Only FifoQueue
+    // cannot be set later.
+    let mut create = clients.sqs.create_queue().queue_name(name);
+    if fifo {
+        create = create.attributes(QueueAttributeName::FifoQueue, "true");
+    }
+    let url = create
         .send()
         .await
         .map_err(fail(&step))?

@@ -24,7 +24,7 @@ use crate::consumer::{Consumer, Handler};
 use crate::db;
 use crate::health::{self, Readiness};
 use crate::outbox::{EventBridgePublisher, Relay, SnsPublisher};
-use crate::topology::{Channel, Service, topology};
+use crate::topology::{Channel, Service, Topology};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -119,7 +119,7 @@ impl Runtime {
 
     /// Readiness of this service: its database and its first queue.
     pub fn readiness(&self) -> Readiness {
-        let probe_queue = topology()
+        let probe_queue = Topology::declare(self.settings.orders_chain)
             .queues_of(self.service)
             .first()
             .map(|q| q.name.to_string())
@@ -167,11 +167,11 @@ impl Runtime {
 
     async fn spawn_relay(&self, shutdown: &CancellationToken) -> Result<(), StartupError> {
         let settings = self.settings.relay.clone();
-        match topology().channel_of(self.service) {
+        match Topology::declare(self.settings.orders_chain).channel_of(self.service) {
             None => {}
             Some(Channel::Topic(topic)) => {
                 let arn = topic_arn(&self.aws.sns, topic.name).await?;
-                let publisher = SnsPublisher::new(self.aws.sns.clone(), arn);
+                let publisher = SnsPublisher::new(self.aws.sns.clone(), arn, topic.fifo);
                 let relay = Relay::new(self.pool.clone(), publisher, settings);
                 self.tracker.spawn(relay.run(shutdown.clone()));
             }
@@ -193,7 +193,7 @@ impl Runtime {
         handler: Arc<H>,
         shutdown: &CancellationToken,
     ) -> Result<(), StartupError> {
-        for queue in topology().queues_of(self.service) {
+        for queue in Topology::declare(self.settings.orders_chain).queues_of(self.service) {
             for _ in 0..self.settings.consumer.concurrency {
                 let consumer = Consumer::new(
                     self.aws.sqs.clone(),

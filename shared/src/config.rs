@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::topology::Chain;
+
 /// A setting that is missing or malformed. Displays as one line naming it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("configuration error: {name} {problem}")]
@@ -80,6 +82,9 @@ pub struct CommonSettings {
     pub consumer: ConsumerSettings,
     /// `SHUTDOWN_TIMEOUT_MS`, default 20000: the bound on a graceful stop.
     pub shutdown_timeout: Duration,
+    /// `ORDERS_CHAIN`, default `standard`: the kind of SNS/SQS chain that
+    /// carries order events (`standard` or `fifo`, see `crate::topology`).
+    pub orders_chain: Chain,
     /// `FAILPOINTS`, unset by default: fail points to arm, for tests
     /// (see `crate::failpoints`).
     pub failpoints: Option<String>,
@@ -177,6 +182,7 @@ impl CommonSettings {
                 retry_max_delay: Duration::from_secs(retry_max_delay_secs),
             },
             shutdown_timeout: env.millis_or("SHUTDOWN_TIMEOUT_MS", 20_000)?,
+            orders_chain: env.parse_or(Chain::VARIABLE, Chain::Standard)?,
             failpoints: env.get(crate::failpoints::VARIABLE),
         })
     }

@@ -156,6 +156,7 @@ impl<H: Handler> Consumer<H> {
             .wait_time_seconds(self.wait_time_secs)
             .visibility_timeout(self.visibility_timeout_secs)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
             .message_attribute_names("All")
             .send()
             .await
@@ -238,6 +239,11 @@ impl<H: Handler> Consumer<H> {
     ) -> Result<PollOutcome, ConsumeError> {
         let mut outcome = PollOutcome::default();
         let mut to_delete = Vec::new();
+        // On a FIFO queue, the groups (orders) whose earlier message is being
+        // retried: their later messages in this batch must wait too, or an
+        // order's events would be applied out of order. (Each such wait counts
+        // as a receive towards maxReceiveCount: the price of ordering.)
+        let mut held_groups = std::collections::HashSet::new();
         for message in messages {
             let Some(receipt) = message.receipt_handle() else {
                 continue;
@@ -247,9 +253,22 @@ impl<H: Handler> Consumer<H> {
                 .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                 .and_then(|v| v.parse::<u32>().ok())
                 .unwrap_or(1);
-            let disposition = self
-                .dispose(message.body().unwrap_or(""), receive_count)
-                .await;
+            let group = message
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+                .cloned();
+            let disposition = match &group {
+                Some(group) if held_groups.contains(group) => Disposition::Retry(format!(
+                    "an earlier message of group {group} is being retried"
+                )),
+                _ => {
+                    self.dispose(message.body().unwrap_or(""), receive_count)
+                        .await
+                }
+            };
+            if let (Disposition::Retry(_), Some(group)) = (&disposition, group) {
+                held_groups.insert(group);
+            }
             match &disposition {
                 Disposition::Processed | Disposition::Duplicate => {
                     to_delete.push(receipt.to_string())
@@ -416,7 +435,8 @@ impl<H: Handler> Consumer<H> {
                 .map_err(|e| e.to_string())?,
         );
         let body = message.body().unwrap_or_default();
-        self.sqs
+        let mut send = self
+            .sqs
             .send_message()
             .queue_url(&self.dlq_url)
             .message_body(if body.is_empty() {
@@ -424,8 +444,21 @@ impl<H: Handler> Consumer<H> {
             } else {
                 body
             })
-            .set_message_attributes(Some(attributes))
-            .send()
+            .set_message_attributes(Some(attributes));
+        if self.queue.fifo {
+            // A FIFO DLQ needs a group and a deduplication id: keep the
+            // order's group, and deduplicate on the broker's message id so a
+            // retried send does not park the message twice.
+            let group = message
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+                .map(String::as_str)
+                .unwrap_or("dead-letters");
+            send = send
+                .message_group_id(group)
+                .message_deduplication_id(message.message_id().unwrap_or("unknown"));
+        }
+        send.send()
             .await
             .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
         Ok(())

@@ -17,6 +17,20 @@
 //!
 //! Each queue has a dead-letter queue `<queue>-dlq` fed by a redrive policy, and
 //! each queue accepts messages only from the topic or rule that owns it.
+//!
+//! The order chain comes in two kinds, chosen by `ORDERS_CHAIN`:
+//! - `standard` (the default): an SNS standard topic to SQS standard queues.
+//!   Nearly unlimited throughput; messages may arrive out of order and more
+//!   than once, so the consumers' domain rules and inboxes handle both.
+//! - `fifo`: `orders.fifo` to `invoice-orders.fifo` and
+//!   `notification-orders.fifo`, with the order id as `MessageGroupId` and the
+//!   event id as `MessageDeduplicationId`. One order's events arrive in the
+//!   order they were written, and a republished event within five minutes is
+//!   dropped by SQS; in exchange a topic takes 300 publishes a second (3,000
+//!   messages in batches), and a message being retried holds back the rest of
+//!   its order's group.
+//!
+//! The invoice chain stays on EventBridge, which has no FIFO delivery.
 
 use crate::events::EventType;
 
@@ -80,6 +94,47 @@ impl Channel {
 pub struct TopicSpec {
     pub name: &'static str,
     pub publisher: Service,
+    /// An SNS FIFO topic: messages carry a group id and a deduplication id.
+    pub fifo: bool,
+}
+
+/// Which kind of SNS/SQS chain carries the order events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Chain {
+    #[default]
+    Standard,
+    Fifo,
+}
+
+impl Chain {
+    /// The variable that selects the chain, read by the services, the
+    /// provisioner and the tools alike.
+    pub const VARIABLE: &str = "ORDERS_CHAIN";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Chain::Standard => "standard",
+            Chain::Fifo => "fifo",
+        }
+    }
+}
+
+impl std::str::FromStr for Chain {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "standard" => Ok(Chain::Standard),
+            "fifo" => Ok(Chain::Fifo),
+            other => Err(format!("'{other}' is neither standard nor fifo")),
+        }
+    }
+}
+
+impl std::fmt::Display for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,12 +178,19 @@ pub struct QueueSpec {
     /// Long enough for a handler to finish; the consumer extends it when not.
     pub visibility_timeout_secs: i32,
     pub max_receive_count: u32,
+    /// An SQS FIFO queue (its name ends in `.fifo`, and so does its DLQ's).
+    pub fifo: bool,
 }
 
 impl QueueSpec {
-    /// The dead-letter queue that the redrive policy moves poison messages to.
+    /// The dead-letter queue that the redrive policy moves poison messages to:
+    /// `<queue>-dlq`, or `<queue>-dlq.fifo` for a FIFO queue (a FIFO queue's
+    /// DLQ must be FIFO too).
     pub fn dlq_name(&self) -> String {
-        format!("{}-dlq", self.name)
+        match self.name.strip_suffix(".fifo") {
+            Some(base) => format!("{base}-dlq.fifo"),
+            None => format!("{}-dlq", self.name),
+        }
     }
 
     pub fn delivery(&self) -> Delivery {
@@ -140,9 +202,14 @@ impl QueueSpec {
 
     /// The service whose events arrive on this queue: anything else is forged.
     pub fn expected_source(&self) -> Service {
+        let declared = Topology::declare(if self.fifo {
+            Chain::Fifo
+        } else {
+            Chain::Standard
+        });
         match self.source {
-            Source::Subscription { topic } => topology().topic(topic).publisher,
-            Source::Rule { bus, .. } => topology().bus(bus).publisher,
+            Source::Subscription { topic } => declared.topic(topic).publisher,
+            Source::Rule { bus, .. } => declared.bus(bus).publisher,
         }
     }
 }
@@ -156,72 +223,92 @@ pub struct Topology {
 }
 
 pub const ORDERS_TOPIC: &str = "orders";
+pub const ORDERS_FIFO_TOPIC: &str = "orders.fifo";
 pub const BILLING_BUS: &str = "billing";
 
 const ORDER_EVENTS: &[EventType] = &[EventType::OrderPlaced, EventType::OrderCancelled];
 const INVOICE_EVENTS: &[EventType] = &[EventType::InvoiceIssued, EventType::InvoiceVoided];
 
-/// The one declaration of the topology.
+/// The topology with the standard order chain, the default.
 pub fn topology() -> Topology {
-    Topology {
-        topics: vec![TopicSpec {
-            name: ORDERS_TOPIC,
-            publisher: Service::Order,
-        }],
-        buses: vec![BusSpec {
-            name: BILLING_BUS,
-            publisher: Service::Invoice,
-            archive: "billing-archive",
-            archive_retention_days: 14,
-        }],
-        queues: vec![
-            QueueSpec {
-                name: "invoice-orders",
-                consumer: Service::Invoice,
-                source: Source::Subscription {
-                    topic: ORDERS_TOPIC,
-                },
-                event_types: ORDER_EVENTS,
-                visibility_timeout_secs: 30,
-                max_receive_count: MAX_RECEIVE_COUNT,
-            },
-            QueueSpec {
-                name: "notification-orders",
-                consumer: Service::Notification,
-                source: Source::Subscription {
-                    topic: ORDERS_TOPIC,
-                },
-                event_types: ORDER_EVENTS,
-                visibility_timeout_secs: 30,
-                max_receive_count: MAX_RECEIVE_COUNT,
-            },
-            QueueSpec {
-                name: "order-invoices",
-                consumer: Service::Order,
-                source: Source::Rule {
-                    bus: BILLING_BUS,
-                    rule: "invoice-events-to-order",
-                },
-                event_types: INVOICE_EVENTS,
-                visibility_timeout_secs: 30,
-                max_receive_count: MAX_RECEIVE_COUNT,
-            },
-            QueueSpec {
-                name: "notification-invoices",
-                consumer: Service::Notification,
-                source: Source::Rule {
-                    bus: BILLING_BUS,
-                    rule: "invoice-events-to-notification",
-                },
-                event_types: INVOICE_EVENTS,
-                visibility_timeout_secs: 30,
-                max_receive_count: MAX_RECEIVE_COUNT,
-            },
-        ],
-    }
+    Topology::declare(Chain::Standard)
 }
 
 impl Topology {
+    /// The one declaration of the topology, with the order chain of kind `chain`.
+    pub fn declare(chain: Chain) -> Topology {
+        let fifo = chain == Chain::Fifo;
+        let (orders_topic, invoice_orders, notification_orders) = match chain {
+            Chain::Standard => (ORDERS_TOPIC, "invoice-orders", "notification-orders"),
+            Chain::Fifo => (
+                ORDERS_FIFO_TOPIC,
+                "invoice-orders.fifo",
+                "notification-orders.fifo",
+            ),
+        };
+        Topology {
+            topics: vec![TopicSpec {
+                name: orders_topic,
+                publisher: Service::Order,
+                fifo,
+            }],
+            buses: vec![BusSpec {
+                name: BILLING_BUS,
+                publisher: Service::Invoice,
+                archive: "billing-archive",
+                archive_retention_days: 14,
+            }],
+            queues: vec![
+                QueueSpec {
+                    name: invoice_orders,
+                    consumer: Service::Invoice,
+                    source: Source::Subscription {
+                        topic: orders_topic,
+                    },
+                    event_types: ORDER_EVENTS,
+                    visibility_timeout_secs: 30,
+                    max_receive_count: MAX_RECEIVE_COUNT,
+                    fifo,
+                },
+                QueueSpec {
+                    name: notification_orders,
+                    consumer: Service::Notification,
+                    source: Source::Subscription {
+                        topic: orders_topic,
+                    },
+                    event_types: ORDER_EVENTS,
+                    visibility_timeout_secs: 30,
+                    max_receive_count: MAX_RECEIVE_COUNT,
+                    fifo,
+                },
+                QueueSpec {
+                    name: "order-invoices",
+                    consumer: Service::Order,
+                    source: Source::Rule {
+                        bus: BILLING_BUS,
+                        rule: "invoice-events-to-order",
+                    },
+                    event_types: INVOICE_EVENTS,
+                    visibility_timeout_secs: 30,
+                    max_receive_count: MAX_RECEIVE_COUNT,
+                    fifo: false,
+                },
+                QueueSpec {
+                    name: "notification-invoices",
+                    consumer: Service::Notification,
+                    source: Source::Rule {
+                        bus: BILLING_BUS,
+                        rule: "invoice-events-to-notification",
+                    },
+                    event_types: INVOICE_EVENTS,
+                    visibility_timeout_secs: 30,
+                    max_receive_count: MAX_RECEIVE_COUNT,
+                    fifo: false,
+                },
+            ],
+        }
+    }
+
     /// Panics on a name that is not declared: names come from this module, so a
     /// miss is a programming error, not an input error.
     pub fn topic(&self, name: &str) -> &TopicSpec {
@@ -342,6 +429,23 @@ mod tests {
             .map(|q| q.name)
             .collect();
         assert_eq!(names, ["notification-orders", "notification-invoices"]);
+    }
+
+    #[test]
+    fn the_fifo_chain_names_end_in_fifo_and_so_do_their_dlqs() {
+        let t = Topology::declare(Chain::Fifo);
+        assert_eq!(t.topics[0].name, "orders.fifo");
+        assert!(t.topics[0].fifo);
+        let invoice = t.queues_of(Service::Invoice).remove(0);
+        assert_eq!(invoice.name, "invoice-orders.fifo");
+        assert_eq!(invoice.dlq_name(), "invoice-orders-dlq.fifo");
+        assert_eq!(invoice.expected_source(), Service::Order);
+        // The invoice chain is EventBridge in both.
+        let order = t.queues_of(Service::Order).remove(0);
+        assert!(!order.fifo);
+        assert_eq!(order.dlq_name(), "order-invoices-dlq");
+        assert_eq!("fifo".parse::<Chain>(), Ok(Chain::Fifo));
+        assert!("FIFO".parse::<Chain>().is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use nix::sys::signal::Signal;
-use shared::topology::Service;
+use shared::topology::{Chain, Service, Topology};
 use testkit::moto::Moto;
 use testkit::postgres::{self, Cluster};
 use testkit::process::ChildGuard;
@@ -32,6 +32,8 @@ pub struct StackOptions {
     pub database_prefix: String,
     /// Extra environment for every service (RUST_LOG, tuning).
     pub service_env: Vec<(String, String)>,
+    /// The kind of order chain (standard or FIFO) provisioned and used.
+    pub orders_chain: Chain,
     /// Extra environment for one service, applied after `service_env`
     /// (fail points, a webhook URL).
     pub env_for: BTreeMap<&'static str, Vec<(String, String)>>,
@@ -49,9 +51,16 @@ impl StackOptions {
             service_ports: None,
             database_prefix: String::new(),
             service_env: vec![("SQS_WAIT_TIME_SECONDS".into(), "2".into())],
+            orders_chain: Chain::Standard,
             env_for: BTreeMap::new(),
             log_dir,
         })
+    }
+
+    /// Runs the order events on `chain`.
+    pub fn with_orders_chain(mut self, chain: Chain) -> Self {
+        self.orders_chain = chain;
+        self
     }
 
     /// Sets `key=value` for one service only.
@@ -194,6 +203,8 @@ pub struct Stack {
     pub services: BTreeMap<&'static str, ServiceProcess>,
     pub database_urls: BTreeMap<&'static str, String>,
     pub provisioned: infra::Provisioned,
+    /// What was provisioned, by name: the services run on the same declaration.
+    pub topology: Topology,
     pub http: reqwest::Client,
     pub log_dir: PathBuf,
 }
@@ -271,11 +282,8 @@ impl Stack {
         }
 
         let sdk = emulator_config(&moto.endpoint()).await;
-        let provisioned = infra::apply(
-            &infra::Clients::from_config(&sdk),
-            &shared::topology::topology(),
-        )
-        .await?;
+        let topology = Topology::declare(options.orders_chain);
+        let provisioned = infra::apply(&infra::Clients::from_config(&sdk), &topology).await?;
 
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -294,6 +302,7 @@ impl Stack {
                 ("AWS_ACCESS_KEY_ID".into(), "test".into()),
                 ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
                 ("RUST_LOG".into(), "info".into()),
+                (Chain::VARIABLE.into(), options.orders_chain.to_string()),
             ];
             env.extend(options.service_env.iter().cloned());
             if let Some(extra) = options.env_for.get(service.name()) {
@@ -322,6 +331,7 @@ impl Stack {
             services,
             database_urls,
             provisioned,
+            topology,
             http,
             log_dir,
         })

@@ -126,7 +126,7 @@ async fn two_relays_on_one_outbox_publish_every_committed_event_exactly_once() -
     for _ in 0..2 {
         let relay = Relay::new(
             f.pool.clone(),
-            SnsPublisher::new(f.sns.clone(), f.topic_arn.clone()),
+            SnsPublisher::new(f.sns.clone(), f.topic_arn.clone(), false),
             settings(),
         );
         relays.push(tokio::spawn(relay.run(shutdown.clone())));
@@ -162,7 +162,7 @@ async fn the_relay_wakes_on_commit_without_waiting_for_the_poll() -> anyhow::Res
     slow.poll_interval = Duration::from_secs(3600);
     let relay = Relay::new(
         f.pool.clone(),
-        SnsPublisher::new(f.sns.clone(), f.topic_arn.clone()),
+        SnsPublisher::new(f.sns.clone(), f.topic_arn.clone(), false),
         slow,
     );
     let shutdown = tokio_util::sync::CancellationToken::new();
@@ -203,7 +203,7 @@ async fn an_unreachable_broker_loses_nothing_and_the_backlog_drains_later() -> a
     let dead = emulator_config(&format!("http://127.0.0.1:{}", testkit::free_port()?)).await;
     let broken = Relay::new(
         f.pool.clone(),
-        SnsPublisher::new(aws_sdk_sns::Client::new(&dead), f.topic_arn.clone()),
+        SnsPublisher::new(aws_sdk_sns::Client::new(&dead), f.topic_arn.clone(), false),
         settings(),
     );
     assert!(
@@ -218,7 +218,7 @@ async fn an_unreachable_broker_loses_nothing_and_the_backlog_drains_later() -> a
 
     let working = Relay::new(
         f.pool.clone(),
-        SnsPublisher::new(f.sns.clone(), f.topic_arn.clone()),
+        SnsPublisher::new(f.sns.clone(), f.topic_arn.clone(), false),
         settings(),
     );
     assert_eq!(working.publish_once().await?.published, 1);
@@ -296,7 +296,7 @@ async fn a_partial_batch_failure_retries_only_the_refused_entry() -> anyhow::Res
 
     let relay = Relay::new(
         f.pool.clone(),
-        SnsPublisher::new(f.sns.clone(), f.topic_arn.clone()),
+        SnsPublisher::new(f.sns.clone(), f.topic_arn.clone(), false),
         settings(),
     );
     let before = chrono::Utc::now();

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use infra::dlq::{self, DlqListing, RedriveMethod, RedriveOptions, RedriveReport};
 use infra::replay::{self, ReplayRequest, ReplayStatus};
-use shared::topology::{BILLING_BUS, topology};
+use shared::topology::{BILLING_BUS, Chain, Topology};
 
 #[derive(Parser)]
 #[command(about = "Inspect and redrive dead-letter queues; replay the billing archive")]
@@ -20,6 +20,9 @@ struct Cli {
     /// Print the result as JSON.
     #[arg(long, global = true)]
     json: bool,
+    /// The kind of order chain: `standard` or `fifo` (see shared::topology).
+    #[arg(long, global = true, env = "ORDERS_CHAIN", default_value = "standard")]
+    orders_chain: Chain,
     #[command(subcommand)]
     command: Command,
 }
@@ -106,10 +109,22 @@ async fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Dlq(command) => {
-            run_dlq(&aws_sdk_sqs::Client::new(&config), command, cli.json).await
+            run_dlq(
+                &aws_sdk_sqs::Client::new(&config),
+                command,
+                cli.orders_chain,
+                cli.json,
+            )
+            .await
         }
         Command::Archive(ArchiveCommand::Replay(args)) => {
-            run_replay(&aws_sdk_eventbridge::Client::new(&config), args, cli.json).await
+            run_replay(
+                &aws_sdk_eventbridge::Client::new(&config),
+                args,
+                cli.orders_chain,
+                cli.json,
+            )
+            .await
         }
     };
     match result {
@@ -137,9 +152,10 @@ fn init_logging() {
 async fn run_dlq(
     sqs: &aws_sdk_sqs::Client,
     command: DlqCommand,
+    chain: Chain,
     json: bool,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let topology = topology();
+    let topology = Topology::declare(chain);
     match command {
         DlqCommand::List { queue, limit } => {
             let limit = limit as usize;
@@ -180,9 +196,10 @@ async fn run_dlq(
 async fn run_replay(
     events: &aws_sdk_eventbridge::Client,
     args: ReplayArgs,
+    chain: Chain,
     json: bool,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let topology = topology();
+    let topology = Topology::declare(chain);
     let bus = topology.bus(BILLING_BUS);
     let request = ReplayRequest {
         from: args.from,

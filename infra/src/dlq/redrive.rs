@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
-use aws_sdk_sqs::types::{Message, MessageAttributeValue};
+use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use shared::consumer::DLQ_REASON_ATTRIBUTE;
 use shared::topology::QueueSpec;
@@ -285,6 +285,7 @@ async fn move_by_hand(
                 .visibility_timeout(MOVE_VISIBILITY_SECS)
                 .wait_time_seconds(1)
                 .message_attribute_names("All")
+                .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
                 .send()
         })
         .await
@@ -325,11 +326,25 @@ async fn move_one(
         .receipt_handle()
         .ok_or("a received message has no receipt handle")?;
     let attributes = kept_attributes(message.message_attributes());
+    // A FIFO queue needs the message's group (its order) and a deduplication
+    // id: the DLQ message id, so a send retried within five minutes is
+    // dropped by SQS instead of delivered twice.
+    let fifo = source.name.ends_with(".fifo");
+    let group = fifo.then(|| {
+        message
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+            .cloned()
+            .unwrap_or_else(|| "redriven".to_string())
+    });
+    let dedup = fifo.then(|| message.message_id().unwrap_or(receipt).to_string());
     let sent = bounded(&format!("send to {}", source.name), || {
         sqs.send_message()
             .queue_url(&source.url)
             .message_body(message.body().unwrap_or_default())
             .set_message_attributes(attributes.clone())
+            .set_message_group_id(group.clone())
+            .set_message_deduplication_id(dedup.clone())
             .send()
     })
     .await;

@@ -27,19 +27,33 @@ pub trait Publisher: Send + Sync + 'static {
 
     /// The destination, for logs.
     fn destination(&self) -> &str;
+
+    /// Whether the destination keeps each order's events in order (a FIFO
+    /// topic). The relay then never publishes an event of an order while an
+    /// earlier one of the same order is still unpublished.
+    fn keeps_order(&self) -> bool {
+        false
+    }
 }
 
 /// Publishes to an SNS topic with the row's message attributes (the event
-/// type, which subscription filter policies match on, among them).
+/// type, which subscription filter policies match on, among them). On a FIFO
+/// topic each message is in its order's group (`MessageGroupId` = the order
+/// id, the envelope's subject) and is deduplicated by its event id.
 #[derive(Clone, Debug)]
 pub struct SnsPublisher {
     client: aws_sdk_sns::Client,
     topic_arn: String,
+    fifo: bool,
 }
 
 impl SnsPublisher {
-    pub fn new(client: aws_sdk_sns::Client, topic_arn: String) -> Self {
-        SnsPublisher { client, topic_arn }
+    pub fn new(client: aws_sdk_sns::Client, topic_arn: String, fifo: bool) -> Self {
+        SnsPublisher {
+            client,
+            topic_arn,
+            fifo,
+        }
     }
 }
 
@@ -50,6 +64,11 @@ impl Publisher for SnsPublisher {
             let mut entry = PublishBatchRequestEntry::builder()
                 .id(i.to_string())
                 .message(&m.payload);
+            if self.fifo {
+                entry = entry
+                    .message_group_id(&m.subject)
+                    .message_deduplication_id(m.id.to_string());
+            }
             for (name, value) in m.attributes.iter() {
                 let attr = MessageAttributeValue::builder()
                     .data_type("String")
@@ -95,6 +114,10 @@ impl Publisher for SnsPublisher {
 
     fn destination(&self) -> &str {
         &self.topic_arn
+    }
+
+    fn keeps_order(&self) -> bool {
+        self.fifo
     }
 }
 

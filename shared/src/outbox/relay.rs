@@ -63,7 +63,12 @@ impl<P: Publisher> Relay<P> {
     #[tracing::instrument(name = "relay.publish", skip_all, fields(destination = self.publisher.destination()), err)]
     pub async fn publish_once(&self) -> Result<Published, RelayError> {
         let mut tx = self.pool.begin().await?;
-        let batch = store::claim(&mut tx, self.settings.batch_size).await?;
+        let batch = store::claim(
+            &mut tx,
+            self.settings.batch_size,
+            self.publisher.keeps_order(),
+        )
+        .await?;
         if batch.is_empty() {
             tx.rollback().await?;
             return Ok(Published::default());

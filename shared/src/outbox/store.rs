@@ -77,24 +77,49 @@ pub struct OutboxMessage {
     /// The envelope as JSON text.
     pub payload: String,
     pub attributes: Json<MessageAttributes>,
+    /// The envelope's subject: the order the event is about.
+    pub subject: String,
     pub created_at: DateTime<Utc>,
     pub attempts: i32,
 }
 
+/// The claimed columns, followed by a literal condition (static SQL only).
+macro_rules! claim_rows {
+    ($condition:literal) => {
+        concat!(
+            "SELECT id, event_type, payload::text AS payload, attributes, ",
+            "coalesce(payload->>'subject', '') AS subject, created_at, attempts FROM outbox o ",
+            "WHERE published_at IS NULL AND next_attempt_at <= now() ",
+            $condition,
+            " ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED"
+        )
+    };
+}
+
 /// Locks up to `limit` unpublished rows that are due, oldest first. Rows locked
 /// by another relay are skipped, so replicas share the work without overlap.
+///
+/// With `in_subject_order`, a row is claimed only when no older row about the
+/// same order is still unpublished (claimed by another relay, or waiting for a
+/// retry), so one order's events reach a FIFO topic in the order they were
+/// written, whatever the number of relays.
 pub async fn claim(
     tx: &mut Transaction<'_, Postgres>,
     limit: u32,
+    in_subject_order: bool,
 ) -> Result<Vec<OutboxMessage>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, event_type, payload::text AS payload, attributes, created_at, attempts FROM outbox \
-         WHERE published_at IS NULL AND next_attempt_at <= now() \
-         ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED",
-    )
-    .bind(i64::from(limit))
-    .fetch_all(&mut **tx)
-    .await
+    let sql = if in_subject_order {
+        claim_rows!(
+            "AND NOT EXISTS (SELECT 1 FROM outbox older WHERE older.published_at IS NULL \
+             AND older.payload->>'subject' = o.payload->>'subject' AND older.created_at < o.created_at)"
+        )
+    } else {
+        claim_rows!("")
+    };
+    sqlx::query_as(sql)
+        .bind(i64::from(limit))
+        .fetch_all(&mut **tx)
+        .await
 }
 
 pub async fn mark_published(

@@ -33,6 +33,10 @@ struct Args {
     /// Start, run the sample orders, and stop instead of waiting for Ctrl-C.
     #[arg(long)]
     once: bool,
+    /// The kind of order chain: `standard` or `fifo` (SNS FIFO to SQS FIFO,
+    /// one message group per order).
+    #[arg(long, env = "ORDERS_CHAIN", default_value = "standard")]
+    orders_chain: shared::topology::Chain,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -52,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
         ])),
         database_prefix: "demo_".into(),
         service_env: vec![],
+        orders_chain: args.orders_chain,
         env_for: BTreeMap::new(),
         log_dir: args.log_dir.clone(),
     };
