@@ -25,7 +25,7 @@
 //! message, only on shutdown.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{
@@ -34,6 +34,7 @@ use aws_sdk_sqs::types::{
 };
 use backon::{BackoffBuilder, ExponentialBuilder};
 use sqlx::{PgConnection, PgPool};
+use tokio::sync::Mutex as AsyncMutex;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -176,7 +177,7 @@ impl<H: Handler> Consumer<H> {
         &self,
         messages: &[aws_sdk_sqs::types::Message],
     ) -> Result<PollOutcome, ConsumeError> {
-        let in_flight = Mutex::new(
+        let in_flight = AsyncMutex::new(
             messages
                 .iter()
                 .filter_map(|m| m.receipt_handle().map(str::to_string))
@@ -189,12 +190,15 @@ impl<H: Handler> Consumer<H> {
     }
 
     /// Every half visibility timeout, extends the visibility of the messages
-    /// still in `in_flight` by a whole timeout. Never returns.
-    async fn heartbeat(&self, in_flight: &Mutex<Vec<String>>) -> std::convert::Infallible {
+    /// of the batch not yet deleted or left for a retry by a whole timeout.
+    /// Never returns.
+    async fn heartbeat(&self, in_flight: &AsyncMutex<Vec<String>>) -> std::convert::Infallible {
         let period = Duration::from_secs(self.visibility_timeout_secs as u64) / 2;
         loop {
             tokio::time::sleep(period).await;
-            let receipts = in_flight.lock().map(|r| r.clone()).unwrap_or_default();
+            // Held until the extension is sent: a message leaving for a retry
+            // waits for it, so its own (later) visibility change wins.
+            let receipts = in_flight.lock().await;
             if receipts.is_empty() {
                 continue;
             }
@@ -235,7 +239,7 @@ impl<H: Handler> Consumer<H> {
     async fn dispose_batch(
         &self,
         messages: &[aws_sdk_sqs::types::Message],
-        in_flight: &Mutex<Vec<String>>,
+        in_flight: &AsyncMutex<Vec<String>>,
     ) -> Result<PollOutcome, ConsumeError> {
         let mut outcome = PollOutcome::default();
         let mut to_delete = Vec::new();
@@ -285,9 +289,7 @@ impl<H: Handler> Consumer<H> {
                 }
                 Disposition::Retry(reason) => {
                     // Its visibility is now the retry delay, not the heartbeat's.
-                    if let Ok(mut receipts) = in_flight.lock() {
-                        receipts.retain(|r| r != receipt);
-                    }
+                    in_flight.lock().await.retain(|r| r != receipt);
                     let delay = retry_delay(receive_count, self.retry_max_delay);
                     tracing::warn!(%reason, receive_count, retry_in = ?delay, "message will be retried");
                     if let Err(e) = self
@@ -417,7 +419,14 @@ impl<H: Handler> Consumer<H> {
         reason: &str,
     ) -> Result<(), String> {
         let mut reason = reason.to_string();
-        reason.truncate(1000);
+        if reason.len() > 1000 {
+            // On a character boundary: reasons quote the message's own text.
+            let cut = (0..=1000)
+                .rev()
+                .find(|i| reason.is_char_boundary(*i))
+                .unwrap_or(0);
+            reason.truncate(cut);
+        }
         let mut attributes: std::collections::HashMap<String, MessageAttributeValue> = message
             .message_attributes()
             .into_iter()

@@ -19,10 +19,13 @@
 //! (asynchronously, so the rest of the service keeps running). `1*return`
 //! fires once.
 //!
-//! The points exist only in a build with the `failpoints` cargo feature (the
-//! test suite's workspace build turns it on through the `e2e` crate; a
-//! `cargo build --release -p order` leaves it off). A service given
-//! `FAILPOINTS` without the feature refuses to start rather than ignoring it.
+//! The points exist only in a build with the `failpoints` cargo feature. The
+//! `e2e` crate turns it on, so every workspace-wide build (the test suite, the
+//! demo, `cargo build --workspace`) compiles them into the services, inert
+//! unless `FAILPOINTS` is set; a build of the services alone, as a deployment
+//! does (`cargo build --release -p order -p invoice -p notification`), leaves
+//! them out. A service given `FAILPOINTS` without the feature refuses to start
+//! rather than ignoring it.
 
 use crate::config::ConfigError;
 

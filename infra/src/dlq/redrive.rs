@@ -205,6 +205,9 @@ async fn await_move_task(
     deadline: Duration,
 ) -> Result<u64, DlqError> {
     let started = tokio::time::Instant::now();
+    // A task that began before this call is not ours; a minute of slack for
+    // the difference between this clock and AWS's.
+    let not_before_ms = chrono::Utc::now().timestamp_millis() - 60_000;
     let mut backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(500))
         .with_max_delay(Duration::from_secs(10))
@@ -221,12 +224,18 @@ async fn await_move_task(
         .await
         .map_err(DlqError::aws(&step))?;
         // SQS shows the handle only while a task runs, and runs one task per
-        // source queue at a time: once ours is done it is the newest one.
+        // source queue at a time: once ours is done it is the newest one, if
+        // it started after our call (an older finished task is not ours).
         let task = listed
             .results()
             .iter()
             .find(|t| t.task_handle() == Some(handle))
-            .or_else(|| listed.results().first());
+            .or_else(|| {
+                listed
+                    .results()
+                    .first()
+                    .filter(|t| t.started_timestamp() >= not_before_ms)
+            });
         let status = task.and_then(|t| t.status()).unwrap_or("not listed yet");
         match (status, task) {
             ("COMPLETED", Some(task)) => {

@@ -8,6 +8,11 @@
 //! - `OrderCancelled` voids the issued invoice and emits `InvoiceVoided`; if no
 //!   invoice exists yet it records the cancellation, so that a late
 //!   `OrderPlaced` issues nothing.
+//!
+//! Both also run at the same time, on two poll tasks: each first takes a
+//! transaction-scoped advisory lock on the order id, so one sees what the
+//! other committed. Without it, under READ COMMITTED, neither sees the other's
+//! uncommitted row and a cancelled order keeps an issued invoice.
 
 use shared::consumer::{Handler, HandlerError};
 use shared::events::{
@@ -29,6 +34,7 @@ impl Handler for OrderEvents {
         event: &ReceivedEvent,
         tx: &mut PgConnection,
     ) -> Result<(), HandlerError> {
+        store::lock_order(tx, event.event.order_id()).await?;
         match &event.event {
             Event::OrderPlaced(placed) => issue(tx, placed, &event.correlation_id).await,
             Event::OrderCancelled(cancelled) => cancel(tx, cancelled, &event.correlation_id).await,

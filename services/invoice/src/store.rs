@@ -60,6 +60,15 @@ pub async fn by_order(pool: &PgPool, order_id: Uuid) -> Result<Vec<Invoice>, sql
         .await
 }
 
+/// Serialises the handling of one order's events until the transaction ends.
+pub async fn lock_order(conn: &mut PgConnection, order_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
+        .bind(order_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// The order's invoice, locked for update.
 pub async fn for_order_locked(
     conn: &mut PgConnection,

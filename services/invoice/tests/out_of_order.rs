@@ -124,3 +124,27 @@ async fn the_same_order_placed_twice_under_two_event_ids_is_invoiced_once() -> a
     assert_eq!(emitted(&db.pool, order).await?, ["InvoiceIssued"]);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_and_its_cancellation_handled_at_once_never_leave_an_issued_invoice()
+-> anyhow::Result<()> {
+    // Two poll tasks take the two events of one order at the same moment.
+    let db = db().await?;
+    let mut orders = Vec::new();
+    for _ in 0..40 {
+        let order = Uuid::now_v7();
+        let (placed, cancelled) = (placed(order)?, cancelled(order)?);
+        let (a, b) = tokio::join!(deliver(&db.pool, &placed), deliver(&db.pool, &cancelled));
+        a?;
+        b?;
+        orders.push(order);
+    }
+    for order in orders {
+        let invoices = store::by_order(&db.pool, order).await?;
+        assert!(
+            invoices.iter().all(|i| i.status.0 == InvoiceStatus::Voided),
+            "order {order} was cancelled but keeps an issued invoice"
+        );
+    }
+    Ok(())
+}

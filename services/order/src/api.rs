@@ -111,15 +111,19 @@ impl IntoResponse for ApiError {
             )
             .with_detail(format!("Idempotency-Key {problem}"))
             .into_response(),
-            ApiError::Store(StoreError::KeyReused(order_id)) => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency-key-reused",
-                "The Idempotency-Key was already used with another request",
-            )
-            .with_detail(format!(
-                "the key placed order {order_id} with a different body; use a new key for a new order"
-            ))
-            .into_response(),
+            ApiError::Store(StoreError::KeyReused(order_id)) => {
+                // Keys are not scoped to a caller: never name the other order.
+                tracing::info!(%order_id, "idempotency key reused with another body");
+                Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency-key-reused",
+                    "The Idempotency-Key was already used with another request",
+                )
+                .with_detail(
+                    "the key was used with a different body; use a new key for a new order",
+                )
+                .into_response()
+            }
             ApiError::Store(StoreError::Outbox(shared::outbox::OutboxError::TooLarge {
                 size,
                 ..

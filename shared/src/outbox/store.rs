@@ -116,10 +116,18 @@ pub async fn claim(
     } else {
         claim_rows!("")
     };
-    sqlx::query_as(sql)
+    let mut rows: Vec<OutboxMessage> = sqlx::query_as(sql)
         .bind(i64::from(limit))
         .fetch_all(&mut **tx)
-        .await
+        .await?;
+    // Postgres prints jsonb with a space after every ':' and ',': publish the
+    // compact form instead, the one whose size `enqueue` checked.
+    for row in &mut rows {
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(&row.payload) {
+            row.payload = value.to_string();
+        }
+    }
+    Ok(rows)
 }
 
 pub async fn mark_published(
