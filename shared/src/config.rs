@@ -38,6 +38,15 @@ impl Env<fn(&str) -> Option<String>> {
     }
 }
 
+/// An environment of the given pairs only, for tests of settings.
+pub fn env_of(pairs: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String> + use<>> {
+    let map: std::collections::HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Env(move |k: &str| map.get(k).cloned())
+}
+
 impl<F: Fn(&str) -> Option<String>> Env<F> {
     /// The value of `name`, treating an empty string as unset.
     pub fn get(&self, name: &str) -> Option<String> {
@@ -191,15 +200,8 @@ impl CommonSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn env(pairs: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String>> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Env(move |k: &str| map.get(k).cloned())
-    }
+    use super::env_of as env;
 
     #[test]
     fn defaults_apply_when_only_the_database_is_given() {

@@ -103,6 +103,8 @@ pub struct Consumer<H> {
     pool: PgPool,
     handler: Arc<H>,
     queue: QueueSpec,
+    /// The only service whose events belong on this queue (looked up once).
+    expected_source: &'static str,
     queue_url: String,
     dlq_url: String,
     wait_time_secs: i32,
@@ -125,6 +127,7 @@ impl<H: Handler> Consumer<H> {
             sqs,
             pool,
             handler,
+            expected_source: queue.expected_source().source(),
             queue,
             queue_url: url,
             dlq_url,
@@ -375,7 +378,7 @@ impl<H: Handler> Consumer<H> {
                 self.queue.name
             ));
         }
-        let expected = self.queue.expected_source().source();
+        let expected = self.expected_source;
         if event.source != expected {
             return Err(format!(
                 "source '{}' is not '{}', the only publisher for {}",

@@ -1,37 +1,39 @@
 //! Looking inside the running system: queue depths, inbox and outbox rows.
 //! Tests assert on these, not on logs.
 
-use anyhow::Context;
-use aws_sdk_sqs::types::QueueAttributeName;
+use std::time::Duration;
+
+use testkit::wait;
 use uuid::Uuid;
 
 /// (visible, in flight) messages of the queue called `name`.
 pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, name: &str) -> anyhow::Result<(u64, u64)> {
-    let url = sqs
-        .get_queue_url()
-        .queue_name(name)
-        .send()
-        .await?
-        .queue_url
-        .context("url")?;
-    let attrs = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await?;
-    let get = |n: QueueAttributeName| -> u64 {
-        attrs
-            .attributes()
-            .and_then(|a| a.get(&n))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(u64::MAX)
-    };
-    Ok((
-        get(QueueAttributeName::ApproximateNumberOfMessages),
-        get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-    ))
+    let depth = infra::dlq::depth_of(sqs, name).await?;
+    Ok((depth.visible, depth.in_flight))
+}
+
+/// Waits until every queue in `names` holds nothing, visible or in flight.
+pub async fn wait_until_drained(
+    sqs: &aws_sdk_sqs::Client,
+    names: &[&str],
+    deadline: Duration,
+) -> anyhow::Result<()> {
+    wait::until(
+        &format!("{} to drain", names.join(", ")),
+        deadline,
+        || async {
+            for name in names {
+                match queue_depth(sqs, name).await {
+                    Ok((0, 0)) => {}
+                    Ok(depth) => return Err(format!("{name} holds {depth:?}")),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 /// How an event stands in a service's inbox.

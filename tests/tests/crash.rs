@@ -33,9 +33,8 @@ async fn stack_with(
     Stack::start(options).await
 }
 
-/// Waits for the fail point to kill `service`, checks it was SIGKILL, and
-/// starts it again without the fail point.
-async fn crash_and_restart(stack: &mut Stack, service: Service) -> anyhow::Result<()> {
+/// Waits for the fail point to kill `service` and checks it was SIGKILL.
+async fn wait_for_crash(stack: &mut Stack, service: Service) -> anyhow::Result<()> {
     let status = stack
         .service(service)
         .wait_exit(Duration::from_secs(30))
@@ -45,10 +44,20 @@ async fn crash_and_restart(stack: &mut Stack, service: Service) -> anyhow::Resul
         "{} should have been killed by its fail point, but ended with {status}",
         service.name()
     );
+    Ok(())
+}
+
+/// Starts `service` again, without the fail point.
+async fn restart_disarmed(stack: &mut Stack, service: Service) -> anyhow::Result<()> {
     let http = stack.http.clone();
     let process = stack.service(service);
     process.remove_env(failpoints::VARIABLE);
     process.restart(&http).await
+}
+
+async fn crash_and_restart(stack: &mut Stack, service: Service) -> anyhow::Result<()> {
+    wait_for_crash(stack, service).await?;
+    restart_disarmed(stack, service).await
 }
 
 /// Places an order whose relay may kill the service before the `202` is
@@ -155,10 +164,7 @@ async fn a_crash_between_commit_and_publish_loses_nothing() -> anyhow::Result<()
         let id = place_as(&stack, "ann").await?;
         let order_db = db(&stack, Service::Order).await?;
         // The order committed with its event; the relay claimed it and died.
-        stack
-            .service(Service::Order)
-            .wait_exit(Duration::from_secs(30))
-            .await?;
+        wait_for_crash(&mut stack, Service::Order).await?;
         let (event, published) = event_id(&order_db, "OrderPlaced", id).await?;
         assert!(!published, "the crash came before the publish");
         let sqs = aws_sdk_sqs::Client::new(&emulator_config(&stack.moto.endpoint()).await);
@@ -168,10 +174,7 @@ async fn a_crash_between_commit_and_publish_loses_nothing() -> anyhow::Result<()
             "nothing was published"
         );
 
-        let http = stack.http.clone();
-        let order = stack.service(Service::Order);
-        order.remove_env(failpoints::VARIABLE);
-        order.restart(&http).await?;
+        restart_disarmed(&mut stack, Service::Order).await?;
         wait_until_complete(&client, id).await?;
         assert!(event_id(&order_db, "OrderPlaced", id).await?.1, "published");
         // Published once: the invoice service never saw it twice.
@@ -256,13 +259,7 @@ async fn a_crash_between_commit_and_delete_applies_the_event_once() -> anyhow::R
         )
         .await?;
         let sqs = aws_sdk_sqs::Client::new(&emulator_config(&stack.moto.endpoint()).await);
-        wait::until("invoice-orders to drain", SETTLE, || async {
-            match probe::queue_depth(&sqs, "invoice-orders").await {
-                Ok((0, 0)) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        })
-        .await?;
+        probe::wait_until_drained(&sqs, &["invoice-orders"], SETTLE).await?;
         assert_eq!(
             probe::queue_depth(&sqs, "invoice-orders-dlq").await?,
             (0, 0)
@@ -299,13 +296,7 @@ async fn a_handler_slower_than_the_visibility_timeout_runs_once() -> anyhow::Res
         // Once the queue is empty every delivery is done with: a second one,
         // had the message reappeared, would have been counted by now.
         let sqs = aws_sdk_sqs::Client::new(&emulator_config(&stack.moto.endpoint()).await);
-        wait::until("invoice-orders to drain", SETTLE, || async {
-            match probe::queue_depth(&sqs, "invoice-orders").await {
-                Ok((0, 0)) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        })
-        .await?;
+        probe::wait_until_drained(&sqs, &["invoice-orders"], SETTLE).await?;
         let invoice_db = db(&stack, Service::Invoice).await?;
         // Not received a second time while the first handler was still at work.
         assert_eq!(

@@ -19,6 +19,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use e2e::client::{Client, order_body};
+use e2e::probe;
 use e2e::stack::{Stack, StackOptions, bin_dir, emulator_config};
 use infra::dlq::{DeadLetteredBy, RedriveMethod, RedriveOptions};
 use infra::replay::ReplayRequest;
@@ -113,19 +114,8 @@ async fn dlq_depths(
 
 /// Waits until every queue of the topology is drained.
 async fn wait_for_drained_queues(sqs: &aws_sdk_sqs::Client) -> anyhow::Result<()> {
-    wait::until("every queue to drain", SETTLE, || async {
-        for q in topology().queues {
-            let depth = infra::dlq::depth_of(sqs, q.name)
-                .await
-                .map_err(|e| e.to_string())?;
-            if depth.total() != 0 {
-                return Err(format!("{} holds {depth:?}", q.name));
-            }
-        }
-        Ok(())
-    })
-    .await?;
-    Ok(())
+    let queues: Vec<&str> = topology().queues.iter().map(|q| q.name).collect();
+    probe::wait_until_drained(sqs, &queues, SETTLE).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use aws_sdk_sqs::types::QueueAttributeName;
 use e2e::client::{Client, order_body};
+use e2e::probe;
 use e2e::stack::{Stack, StackOptions, emulator_config};
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -56,34 +56,6 @@ where
         }
     })
     .await?)
-}
-
-async fn queue_depth(sqs: &aws_sdk_sqs::Client, name: &str) -> anyhow::Result<(u64, u64)> {
-    let url = sqs
-        .get_queue_url()
-        .queue_name(name)
-        .send()
-        .await?
-        .queue_url
-        .context("url")?;
-    let attrs = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await?;
-    let get = |n: QueueAttributeName| -> u64 {
-        attrs
-            .attributes()
-            .and_then(|a| a.get(&n))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(u64::MAX)
-    };
-    Ok((
-        get(QueueAttributeName::ApproximateNumberOfMessages),
-        get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,19 +228,11 @@ async fn run_flow(stack: &mut Stack) -> anyhow::Result<()> {
 
     // Nothing is left anywhere: every queue drained, every DLQ empty.
     let sqs = aws_sdk_sqs::Client::new(&emulator_config(&stack.moto.endpoint()).await);
-    wait::until("every queue to drain", SETTLE, || async {
-        for q in &stack.topology.queues {
-            let depth = queue_depth(&sqs, q.name).await.map_err(|e| e.to_string())?;
-            if depth != (0, 0) {
-                return Err(format!("{} holds {:?}", q.name, depth));
-            }
-        }
-        Ok(())
-    })
-    .await?;
+    let queues: Vec<&str> = stack.topology.queues.iter().map(|q| q.name).collect();
+    probe::wait_until_drained(&sqs, &queues, SETTLE).await?;
     for q in &stack.topology.queues {
         assert_eq!(
-            queue_depth(&sqs, &q.dlq_name()).await?,
+            probe::queue_depth(&sqs, &q.dlq_name()).await?,
             (0, 0),
             "{} is not empty",
             q.dlq_name()
@@ -307,21 +271,8 @@ async fn a_redelivered_event_changes_nothing() -> anyhow::Result<()> {
     }
     let invoice_db = sqlx::PgPool::connect(&stack.database_urls["invoice"]).await?;
     let notification_db = sqlx::PgPool::connect(&stack.database_urls["notification"]).await?;
-    wait::until("both duplicates to be consumed", SETTLE, || async {
-        let mut pending = Vec::new();
-        for queue in ["invoice-orders", "notification-orders"] {
-            let depth = queue_depth(&sqs, queue).await.map_err(|e| e.to_string())?;
-            if depth != (0, 0) {
-                pending.push(format!("{queue}: {depth:?}"));
-            }
-        }
-        if pending.is_empty() {
-            Ok(())
-        } else {
-            Err(pending.join(", "))
-        }
-    })
-    .await?;
+    // Both duplicates consumed.
+    probe::wait_until_drained(&sqs, &["invoice-orders", "notification-orders"], SETTLE).await?;
     assert_eq!(client.invoices_of(id).await?.len(), 1);
     assert_eq!(
         client.notification_kinds(id).await?,
@@ -342,7 +293,7 @@ async fn a_redelivered_event_changes_nothing() -> anyhow::Result<()> {
         .await?;
         assert_eq!((rows, duplicates), (1, 1));
     }
-    let dlq = queue_depth(&sqs, "invoice-orders-dlq").await?;
+    let dlq = probe::queue_depth(&sqs, "invoice-orders-dlq").await?;
     assert_eq!(dlq, (0, 0));
 
     // A query that is not a UUID is a problem+json 400 in both read APIs.

@@ -82,15 +82,8 @@ pub async fn run(built: NotificationApp, shutdown: CancellationToken) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn env(pairs: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String>> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Env(move |k: &str| map.get(k).cloned())
-    }
+    use shared::config::env_of as env;
 
     #[test]
     fn the_log_sender_is_the_default() {

@@ -6,26 +6,23 @@ use axum::http::{Request, StatusCode, header};
 use order::api::{AppState, router};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use testkit::postgres::Cluster;
+use testkit::postgres::ScratchDatabase;
 use tower::ServiceExt;
 
 struct TestApp {
-    _cluster: Cluster,
+    /// Keeps the cluster running for as long as the app.
+    _db: ScratchDatabase,
     pool: PgPool,
 }
 
 async fn spawn_app() -> TestApp {
-    let logs = tempfile::tempdir().expect("log dir").keep();
-    let cluster = Cluster::start(&logs).await.expect("postgres");
-    let pool = PgPool::connect(&cluster.admin_url())
-        .await
-        .expect("connect");
-    shared::db::migrate(&pool, sqlx::migrate!("./migrations"))
+    let db = ScratchDatabase::start().await.expect("postgres");
+    shared::db::migrate(&db.pool, sqlx::migrate!("./migrations"))
         .await
         .expect("migrate");
     TestApp {
-        _cluster: cluster,
-        pool,
+        pool: db.pool.clone(),
+        _db: db,
     }
 }
 

@@ -9,23 +9,13 @@ use shared::events::{Envelope, Event, InvoiceIssued, InvoiceVoided, ReceivedEven
 use shared::money::MinorUnits;
 use shared::topology::Service;
 use sqlx::PgPool;
-use testkit::postgres::Cluster;
+use testkit::postgres::ScratchDatabase;
 use uuid::Uuid;
 
-struct Db {
-    _cluster: Cluster,
-    pool: PgPool,
-}
-
-async fn db() -> anyhow::Result<Db> {
-    let logs = tempfile::tempdir()?.keep();
-    let cluster = Cluster::start(&logs).await?;
-    let pool = PgPool::connect(&cluster.admin_url()).await?;
-    shared::db::migrate(&pool, sqlx::migrate!("./migrations")).await?;
-    Ok(Db {
-        _cluster: cluster,
-        pool,
-    })
+async fn db() -> anyhow::Result<ScratchDatabase> {
+    let db = ScratchDatabase::start().await?;
+    shared::db::migrate(&db.pool, sqlx::migrate!("./migrations")).await?;
+    Ok(db)
 }
 
 async fn place(pool: &PgPool) -> anyhow::Result<Uuid> {

@@ -245,3 +245,23 @@ pub async fn create_database(
         .unwrap_or("127.0.0.1:5432");
     Ok(format!("postgres://{role}:{password}@{host}/{database}"))
 }
+
+/// A fresh cluster with a pool on its admin database: for tests of one
+/// service's SQL, which apply that service's migrations to it. The cluster is
+/// removed when this is dropped.
+pub struct ScratchDatabase {
+    pub pool: sqlx::PgPool,
+    _cluster: Cluster,
+}
+
+impl ScratchDatabase {
+    pub async fn start() -> Result<ScratchDatabase, PostgresError> {
+        let logs = tempfile::tempdir()?.keep();
+        let cluster = Cluster::start(&logs).await?;
+        let pool = sqlx::PgPool::connect(&cluster.admin_url()).await?;
+        Ok(ScratchDatabase {
+            pool,
+            _cluster: cluster,
+        })
+    }
+}

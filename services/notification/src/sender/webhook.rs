@@ -172,15 +172,8 @@ fn transport_error(e: &reqwest::Error, timeout: Duration) -> SendError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn env(pairs: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String>> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Env(move |k: &str| map.get(k).cloned())
-    }
+    use shared::config::env_of as env;
 
     #[test]
     fn server_errors_timeouts_and_throttling_are_retried() {
