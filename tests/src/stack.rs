@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use nix::sys::signal::Signal;
 use shared::topology::{Chain, Service, Topology};
-use testkit::moto::Moto;
+use testkit::emulator::{Emulator, EmulatorKind};
 use testkit::postgres::{self, Cluster};
 use testkit::process::ChildGuard;
 use testkit::wait;
@@ -18,6 +18,9 @@ use testkit::wait;
 pub enum PostgresSource {
     /// A fresh cluster in a temporary directory, removed afterwards.
     Ephemeral,
+    /// A fresh cluster per service, as in production, so that one service's
+    /// database can be stopped while the others run (chaos experiments).
+    EphemeralPerService,
     /// An existing server, through a superuser URL; databases are created on it.
     External { admin_url: String },
 }
@@ -25,8 +28,10 @@ pub enum PostgresSource {
 #[derive(Debug, Clone)]
 pub struct StackOptions {
     pub postgres: PostgresSource,
+    /// Which AWS emulator answers.
+    pub emulator: EmulatorKind,
     /// Fixed ports (the demo) or free ones (`None`, the tests).
-    pub moto_port: Option<u16>,
+    pub emulator_port: Option<u16>,
     pub service_ports: Option<BTreeMap<&'static str, u16>>,
     /// Prefix of database and role names, so stacks can share one server.
     pub database_prefix: String,
@@ -41,13 +46,15 @@ pub struct StackOptions {
 }
 
 impl StackOptions {
-    /// Free ports, an ephemeral cluster, logs in a fresh temporary directory.
+    /// Free ports, an ephemeral cluster, the emulator `STACK_EMULATOR` names
+    /// (moto by default), logs in a fresh temporary directory.
     pub fn for_test(name: &str) -> anyhow::Result<StackOptions> {
         let log_dir = std::env::temp_dir().join(format!("stack-{name}-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&log_dir)?;
         Ok(StackOptions {
             postgres: PostgresSource::Ephemeral,
-            moto_port: None,
+            emulator: EmulatorKind::from_env().map_err(anyhow::Error::msg)?,
+            emulator_port: None,
             service_ports: None,
             database_prefix: String::new(),
             service_env: vec![("SQS_WAIT_TIME_SECONDS".into(), "2".into())],
@@ -198,8 +205,10 @@ impl ServiceProcess {
 }
 
 pub struct Stack {
-    pub moto: Moto,
-    pub cluster: Option<Cluster>,
+    pub emulator: Emulator,
+    /// The ephemeral clusters: one shared (`"shared"`) or one per service
+    /// (by service name); none on an external server.
+    pub clusters: BTreeMap<&'static str, Cluster>,
     pub services: BTreeMap<&'static str, ServiceProcess>,
     pub database_urls: BTreeMap<&'static str, String>,
     pub provisioned: infra::Provisioned,
@@ -225,6 +234,31 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
         dir.pop();
     }
     Ok(dir)
+}
+
+/// The key of the one cluster of an `Ephemeral` stack.
+const SHARED_CLUSTER: &str = "shared";
+
+/// Starts the ephemeral clusters `source` asks for, side by side.
+async fn start_clusters(
+    source: &PostgresSource,
+    log_dir: &Path,
+) -> anyhow::Result<BTreeMap<&'static str, Cluster>> {
+    let start = |name: &'static str| async move {
+        let dir = log_dir.join(format!("postgres-{name}"));
+        std::fs::create_dir_all(&dir)?;
+        anyhow::Ok((name, Cluster::start(&dir).await?))
+    };
+    let started = match source {
+        PostgresSource::External { .. } => vec![],
+        PostgresSource::Ephemeral => vec![start(SHARED_CLUSTER).await?],
+        PostgresSource::EphemeralPerService => {
+            let [order, invoice, notification] = Service::ALL.map(|s| s.name());
+            let (a, b, c) = tokio::join!(start(order), start(invoice), start(notification));
+            vec![a?, b?, c?]
+        }
+    };
+    Ok(started.into_iter().collect())
 }
 
 /// The AWS configuration for talking to the emulator with test credentials.
@@ -254,22 +288,17 @@ impl Stack {
         let log_dir = options.log_dir.clone();
         std::fs::create_dir_all(&log_dir)?;
 
-        let (moto, cluster) = match &options.postgres {
-            PostgresSource::Ephemeral => {
-                let (moto, cluster) = tokio::join!(
-                    Moto::start(options.moto_port, &log_dir),
-                    Cluster::start(&log_dir)
-                );
-                (moto?, Some(cluster?))
+        let (emulator, clusters) = tokio::join!(
+            Emulator::start(options.emulator, options.emulator_port, &log_dir),
+            start_clusters(&options.postgres, &log_dir)
+        );
+        let (emulator, clusters) = (emulator?, clusters?);
+        let admin_url_of = |service: Service| -> String {
+            match &options.postgres {
+                PostgresSource::External { admin_url } => admin_url.clone(),
+                PostgresSource::Ephemeral => clusters[SHARED_CLUSTER].admin_url(),
+                PostgresSource::EphemeralPerService => clusters[service.name()].admin_url(),
             }
-            PostgresSource::External { .. } => {
-                (Moto::start(options.moto_port, &log_dir).await?, None)
-            }
-        };
-        let admin_url = match (&options.postgres, &cluster) {
-            (PostgresSource::External { admin_url }, _) => admin_url.clone(),
-            (_, Some(c)) => c.admin_url(),
-            (_, None) => unreachable!("an ephemeral stack has a cluster"),
         };
 
         let mut database_urls = BTreeMap::new();
@@ -277,11 +306,12 @@ impl Stack {
             let database = format!("{}{}", options.database_prefix, service.name());
             let role = format!("{}{}_svc", options.database_prefix, service.name());
             // Local-only credentials: trust authentication on loopback.
-            let url = postgres::create_database(&admin_url, &database, &role, &role).await?;
+            let url =
+                postgres::create_database(&admin_url_of(service), &database, &role, &role).await?;
             database_urls.insert(service.name(), url);
         }
 
-        let sdk = emulator_config(&moto.endpoint()).await;
+        let sdk = emulator_config(&emulator.endpoint()).await;
         let topology = Topology::declare(options.orders_chain);
         let provisioned = infra::apply(&infra::Clients::from_config(&sdk), &topology).await?;
 
@@ -297,7 +327,7 @@ impl Stack {
             let mut env: Vec<(String, String)> = vec![
                 ("PORT".into(), port.to_string()),
                 ("DATABASE_URL".into(), database_urls[service.name()].clone()),
-                ("AWS_ENDPOINT_URL".into(), moto.endpoint()),
+                ("AWS_ENDPOINT_URL".into(), emulator.endpoint()),
                 ("AWS_REGION".into(), "us-east-1".into()),
                 ("AWS_ACCESS_KEY_ID".into(), "test".into()),
                 ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
@@ -326,8 +356,8 @@ impl Stack {
             process.wait_ready(&http, Duration::from_secs(60)).await?;
         }
         Ok(Stack {
-            moto,
-            cluster,
+            emulator,
+            clusters,
             services,
             database_urls,
             provisioned,
@@ -335,6 +365,11 @@ impl Stack {
             http,
             log_dir,
         })
+    }
+
+    /// The cluster that holds only `service`'s database (a per-service stack).
+    pub fn database_cluster(&mut self, service: Service) -> Option<&mut Cluster> {
+        self.clusters.get_mut(service.name())
     }
 
     pub fn service(&mut self, service: Service) -> &mut ServiceProcess {
@@ -371,7 +406,7 @@ impl Stack {
         for (name, process) in self.services.iter_mut() {
             statuses.insert(*name, process.stop(Signal::SIGTERM).await?);
         }
-        if let Some(cluster) = self.cluster.as_mut() {
+        for cluster in self.clusters.values_mut() {
             cluster.stop_server().await?;
         }
         Ok(statuses)

@@ -167,7 +167,7 @@ async fn a_crash_between_commit_and_publish_loses_nothing() -> anyhow::Result<()
         wait_for_crash(&mut stack, Service::Order).await?;
         let (event, published) = event_id(&order_db, "OrderPlaced", id).await?;
         assert!(!published, "the crash came before the publish");
-        let sqs = aws_sdk_sqs::Client::new(&emulator_config(&stack.moto.endpoint()).await);
+        let sqs = aws_sdk_sqs::Client::new(&emulator_config(&stack.emulator.endpoint()).await);
         assert_eq!(
             probe::queue_depth(&sqs, "invoice-orders").await?,
             (0, 0),
@@ -258,7 +258,7 @@ async fn a_crash_between_commit_and_delete_applies_the_event_once() -> anyhow::R
             },
         )
         .await?;
-        let sqs = aws_sdk_sqs::Client::new(&emulator_config(&stack.moto.endpoint()).await);
+        let sqs = aws_sdk_sqs::Client::new(&emulator_config(&stack.emulator.endpoint()).await);
         probe::wait_until_drained(&sqs, &["invoice-orders"], SETTLE).await?;
         assert_eq!(
             probe::queue_depth(&sqs, "invoice-orders-dlq").await?,
@@ -295,7 +295,7 @@ async fn a_handler_slower_than_the_visibility_timeout_runs_once() -> anyhow::Res
         let (event, _) = event_id(&order_db, "OrderPlaced", id).await?;
         // Once the queue is empty every delivery is done with: a second one,
         // had the message reappeared, would have been counted by now.
-        let sqs = aws_sdk_sqs::Client::new(&emulator_config(&stack.moto.endpoint()).await);
+        let sqs = aws_sdk_sqs::Client::new(&emulator_config(&stack.emulator.endpoint()).await);
         probe::wait_until_drained(&sqs, &["invoice-orders"], SETTLE).await?;
         let invoice_db = db(&stack, Service::Invoice).await?;
         // Not received a second time while the first handler was still at work.

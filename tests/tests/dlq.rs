@@ -139,7 +139,7 @@ async fn a_poisoned_notification_is_redriven_after_the_fix_and_processed_exactly
 
 async fn poison_fix_redrive(stack: &Stack, receiver: &Receiver) -> anyhow::Result<()> {
     let client = Client::for_stack(stack);
-    let sqs = aws_sdk_sqs::Client::new(&emulator_config(&stack.moto.endpoint()).await);
+    let sqs = aws_sdk_sqs::Client::new(&emulator_config(&stack.emulator.endpoint()).await);
     let notification_queues: Vec<_> = topology().queues_of(Service::Notification);
     let names: Vec<&str> = notification_queues.iter().map(|q| q.name).collect();
 
@@ -346,7 +346,7 @@ async fn ops_dlq_list_json(stack: &Stack) -> anyhow::Result<Value> {
     }
     command
         .envs([
-            ("AWS_ENDPOINT_URL", stack.moto.endpoint()),
+            ("AWS_ENDPOINT_URL", stack.emulator.endpoint()),
             ("AWS_REGION", "us-east-1".to_string()),
             ("AWS_ACCESS_KEY_ID", "test".to_string()),
             ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
@@ -423,7 +423,7 @@ async fn an_archive_replay_is_absorbed_by_the_inboxes_and_changes_nothing() -> a
 
 async fn replay_window(stack: &Stack) -> anyhow::Result<()> {
     let client = Client::for_stack(stack);
-    let sdk = emulator_config(&stack.moto.endpoint()).await;
+    let sdk = emulator_config(&stack.emulator.endpoint()).await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let events = aws_sdk_eventbridge::Client::new(&sdk);
     // Whole seconds, so the window read back compares exactly.

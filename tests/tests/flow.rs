@@ -227,7 +227,7 @@ async fn run_flow(stack: &mut Stack) -> anyhow::Result<()> {
     assert_eq!(status(&client.order(b).await?.body), "CANCELLED");
 
     // Nothing is left anywhere: every queue drained, every DLQ empty.
-    let sqs = aws_sdk_sqs::Client::new(&emulator_config(&stack.moto.endpoint()).await);
+    let sqs = aws_sdk_sqs::Client::new(&emulator_config(&stack.emulator.endpoint()).await);
     let queues: Vec<&str> = stack.topology.queues.iter().map(|q| q.name).collect();
     probe::wait_until_drained(&sqs, &queues, SETTLE).await?;
     for q in &stack.topology.queues {
@@ -260,7 +260,7 @@ async fn a_redelivered_event_changes_nothing() -> anyhow::Result<()> {
             .bind(id.to_string())
             .fetch_one(&pool)
             .await?;
-    let sqs = aws_sdk_sqs::Client::new(&emulator_config(&stack.moto.endpoint()).await);
+    let sqs = aws_sdk_sqs::Client::new(&emulator_config(&stack.emulator.endpoint()).await);
     for queue in ["invoice-orders", "notification-orders"] {
         let url = &stack.provisioned.queues[queue].url;
         sqs.send_message()

@@ -10,14 +10,14 @@ use shared::events::{Envelope, Event, OrderCancelled};
 use shared::outbox::{OutboxError, Relay, SnsPublisher, enqueue};
 use shared::topology::{Service, topology};
 use sqlx::PgPool;
-use testkit::moto::Moto;
+use testkit::emulator::Emulator;
 use testkit::postgres::Cluster;
 use testkit::wait;
 use uuid::Uuid;
 
 struct Fixture {
     _logs: tempfile::TempDir,
-    _moto: Moto,
+    _emulator: Emulator,
     _cluster: Cluster,
     pool: PgPool,
     sqs: aws_sdk_sqs::Client,
@@ -28,9 +28,12 @@ struct Fixture {
 
 async fn fixture() -> anyhow::Result<Fixture> {
     let logs = tempfile::tempdir()?;
-    let (moto, cluster) = tokio::join!(Moto::start(None, logs.path()), Cluster::start(logs.path()));
-    let (moto, cluster) = (moto?, cluster?);
-    let sdk = emulator_config(&moto.endpoint()).await;
+    let (emulator, cluster) = tokio::join!(
+        Emulator::start_default(logs.path()),
+        Cluster::start(logs.path())
+    );
+    let (emulator, cluster) = (emulator?, cluster?);
+    let sdk = emulator_config(&emulator.endpoint()).await;
     let provisioned = infra::apply(&infra::Clients::from_config(&sdk), &topology()).await?;
     let pool = PgPool::connect(&cluster.admin_url()).await?;
     shared::db::migrate(&pool, sqlx::migrate::Migrator::with_migrations(vec![])).await?;
@@ -40,7 +43,7 @@ async fn fixture() -> anyhow::Result<Fixture> {
         sqs: aws_sdk_sqs::Client::new(&sdk),
         sns: aws_sdk_sns::Client::new(&sdk),
         _logs: logs,
-        _moto: moto,
+        _emulator: emulator,
         _cluster: cluster,
         pool,
     })

@@ -4,13 +4,13 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use e2e::stack::emulator_config;
 use serde_json::Value;
 use shared::topology::{Source, filter_policy, rule_pattern, topology};
-use testkit::moto::Moto;
+use testkit::emulator::Emulator;
 
 #[tokio::test]
 async fn the_topology_is_applied_idempotently_and_reads_back_as_declared() -> anyhow::Result<()> {
     let logs = tempfile::tempdir()?;
-    let moto = Moto::start(None, logs.path()).await?;
-    let sdk = emulator_config(&moto.endpoint()).await;
+    let emulator = Emulator::start_default(logs.path()).await?;
+    let sdk = emulator_config(&emulator.endpoint()).await;
     let clients = infra::Clients::from_config(&sdk);
     let first = infra::apply(&clients, &topology()).await?;
     let second = infra::apply(&clients, &topology()).await?;

@@ -157,7 +157,7 @@ async fn run(stack: &mut Stack) -> anyhow::Result<()> {
     .await?;
 
     // Nothing was parked on the way, and nothing is left behind.
-    let sqs = aws_sdk_sqs::Client::new(&emulator_config(&stack.moto.endpoint()).await);
+    let sqs = aws_sdk_sqs::Client::new(&emulator_config(&stack.emulator.endpoint()).await);
     for queue in topology().queues {
         let dlq = probe::queue_depth(&sqs, &queue.dlq_name()).await?;
         assert_eq!(dlq, (0, 0), "{} holds messages", queue.dlq_name());

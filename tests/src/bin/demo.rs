@@ -1,6 +1,6 @@
 //! `demo`: the whole system on this machine, with a few sample orders.
 //!
-//! Starts moto, Postgres (an ephemeral cluster, or `--postgres-url`), the
+//! Starts the emulator (moto by default), Postgres (an ephemeral cluster, or `--postgres-url`), the
 //! topology and the three services, places sample orders, prints each order's
 //! journey (order → invoice → notification), then keeps running until Ctrl-C.
 
@@ -18,9 +18,14 @@ struct Args {
     /// Superuser URL of an existing Postgres server to use instead of an ephemeral cluster.
     #[arg(long, env = "DEMO_POSTGRES_URL")]
     postgres_url: Option<String>,
-    /// Port of the moto emulator.
+    /// Port of the AWS emulator.
     #[arg(long, default_value_t = 4566)]
-    moto_port: u16,
+    emulator_port: u16,
+    /// The AWS emulator: `moto` (with the backlog fixes of
+    /// infra/emulator/moto_launcher.py), `moto-stock`, or `fakecloud` (when
+    /// its binary is installed).
+    #[arg(long, env = "STACK_EMULATOR", default_value = "moto")]
+    emulator: testkit::emulator::EmulatorKind,
     #[arg(long, default_value_t = 8081)]
     order_port: u16,
     #[arg(long, default_value_t = 8082)]
@@ -48,7 +53,8 @@ async fn main() -> anyhow::Result<()> {
             Some(admin_url) => PostgresSource::External { admin_url },
             None => PostgresSource::Ephemeral,
         },
-        moto_port: Some(args.moto_port),
+        emulator: args.emulator,
+        emulator_port: Some(args.emulator_port),
         service_ports: Some(BTreeMap::from([
             ("order", args.order_port),
             ("invoice", args.invoice_port),
@@ -60,7 +66,10 @@ async fn main() -> anyhow::Result<()> {
         env_for: BTreeMap::new(),
         log_dir: args.log_dir.clone(),
     };
-    println!("starting moto, Postgres, the topology and three services…");
+    println!(
+        "starting {}, Postgres, the topology and three services…",
+        args.emulator
+    );
     let stack = Stack::start(options).await?;
     println!(
         "stack ready in {:.1} s (logs in {})\n",
@@ -151,9 +160,9 @@ async fn main() -> anyhow::Result<()> {
         client.notification, placed[0]
     );
     println!(
-        "  AWS_ENDPOINT_URL={} (moto; dashboard at {}/moto-api/)",
-        stack.moto.endpoint(),
-        stack.moto.endpoint()
+        "  AWS_ENDPOINT_URL={} ({})",
+        stack.emulator.endpoint(),
+        stack.emulator.kind()
     );
     if !args.once {
         println!("\nrunning; Ctrl-C stops everything");

@@ -4,10 +4,11 @@
 //!   when the owning process dies (so a killed test run leaves nothing behind).
 //! - `postgres`: an ephemeral PostgreSQL cluster in a temporary directory, on a
 //!   free port, run as an unprivileged user when we are root.
-//! - `moto`: the moto AWS emulator in server mode, from the project's venv.
+//! - `emulator`: the AWS emulator (moto with backlog fixes, stock moto, or
+//!   fakecloud) in server mode.
 //! - `wait`: waiting on a condition with a deadline, never a fixed sleep.
 
-pub mod moto;
+pub mod emulator;
 pub mod postgres;
 pub mod process;
 pub mod wait;

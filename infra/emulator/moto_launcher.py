@@ -1,0 +1,215 @@
+"""Starts moto in server mode, with three narrow performance fixes.
+
+Stock moto 5.2.5 slows down as a queue fills, which is exactly what chaos
+experiments and benchmarks do to it:
+
+1. SQS `SendMessage` (which SNS fan-out and EventBridge delivery also go
+   through) reads one setting, `ContentBasedDeduplication`, through
+   `Queue.attributes`, a property that computes *every* attribute, among them
+   three counts that walk the whole queue.
+2. `ReceiveMessage` checks each returned message against the retention period,
+   which it reads through `get_queue_attributes`, so the same walk happens once
+   per returned message.
+3. EventBridge delivery compiles the same JSONPath expressions with
+   `jsonpath_ng.ext.parse` (a PLY parser build) several times per event and
+   target.
+
+The fixes: `Queue.attributes` becomes a read-only mapping that computes an
+attribute when it is read (reading all of them costs what it did before), and
+`jsonpath_ng.ext.parse` is memoised. Neither changes what moto answers; the
+self-test below compares the mapping with the stock property on queues of
+every kind.
+
+They are applied only to the pinned version whose code was read: the launcher
+checks moto's version and a hash of the source of every function the fixes
+stand in for, and refuses to start (exit status 3) when either differs, rather
+than patch code it does not know. `MOTO_STOCK=1` (or `--stock`) runs moto
+unchanged.
+
+    python moto_launcher.py [--stock] -H 127.0.0.1 -p 4566   # serve
+    python moto_launcher.py --verify                          # check, self-test, exit
+"""
+
+import functools
+import hashlib
+import inspect
+import json
+import os
+import sys
+from collections.abc import Mapping
+
+PINNED_VERSION = "5.2.5"
+
+# sha256 of inspect.getsource() of the code the fixes replace or rely on, as
+# read in moto 5.2.5. A moto upgrade changes these and stops the launcher.
+EXPECTED_SOURCES = {
+    "moto.sqs.models.Queue.attributes": "40cb990b121628d535cecbcd0e0d333984024633b70a097489ae8611e1a59338",
+    "moto.sqs.models.SQSBackend.send_message": "bf161af09a9e6b860e3dd5d8f58ccc802623caa86883fab9b2ffb333f8f70330",
+    "moto.sqs.models.SQSBackend.is_message_valid_based_on_retention_period": "cca23b94a5f3af9d9c5af1c09ee5e615017bdf6bd032301cb321c06c7e595d4b",
+    "moto.sqs.models.SQSBackend.get_queue_attributes": "58417223da457b5a0aac5ccc31b6646ed9b22c3b276a0f0d9fd5f3f13bd797ec",
+    "moto.events.utils.EventTemplateParser.parse": "40a5a46a321811bb2643aaabb7b45c37f75644fcce9cb95524e729a43f0d97d7",
+}
+
+
+class StaleFix(Exception):
+    """The installed moto is not the code these fixes were written for."""
+
+
+def _sources():
+    from moto.events.utils import EventTemplateParser
+    from moto.sqs.models import Queue, SQSBackend
+
+    return {
+        "moto.sqs.models.Queue.attributes": Queue.attributes.fget,
+        "moto.sqs.models.SQSBackend.send_message": SQSBackend.send_message,
+        "moto.sqs.models.SQSBackend.is_message_valid_based_on_retention_period": SQSBackend.is_message_valid_based_on_retention_period,
+        "moto.sqs.models.SQSBackend.get_queue_attributes": SQSBackend.get_queue_attributes,
+        "moto.events.utils.EventTemplateParser.parse": EventTemplateParser.parse,
+    }
+
+
+def source_hashes():
+    return {
+        name: hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()
+        for name, fn in _sources().items()
+    }
+
+
+def check_pinned():
+    """Raises StaleFix unless moto is the version and code the fixes know."""
+    import moto
+
+    if moto.__version__ != PINNED_VERSION:
+        raise StaleFix(
+            f"moto {moto.__version__} is installed; the fixes were written for {PINNED_VERSION}"
+        )
+    changed = [
+        name
+        for name, digest in source_hashes().items()
+        if EXPECTED_SOURCES.get(name) != digest
+    ]
+    if changed:
+        raise StaleFix("moto's source changed in: " + ", ".join(changed))
+
+
+class QueueAttributes(Mapping):
+    """A queue's attributes, each computed when it is read.
+
+    The same names and values as stock `Queue.attributes`: every base
+    attribute (`Policy` and `RedrivePolicy` may be None), the FIFO ones on a
+    FIFO queue, the KMS ones when a key is set, `RedrivePolicy` as JSON, and
+    booleans as "true"/"false".
+    """
+
+    def __init__(self, queue):
+        self._queue = queue
+
+    def _names(self):
+        q = self._queue
+        names = list(q.BASE_ATTRIBUTES)
+        if q.fifo_queue:
+            names += q.FIFO_ATTRIBUTES
+        if q.kms_master_key_id:
+            names += q.KMS_ATTRIBUTES
+        return names
+
+    def __getitem__(self, name):
+        from moto.core.utils import camelcase_to_underscores
+
+        if name not in self._names():
+            raise KeyError(name)
+        q = self._queue
+        if name == "RedrivePolicy" and q.redrive_policy:
+            return json.dumps(q.redrive_policy)
+        value = getattr(q, camelcase_to_underscores(name))
+        if isinstance(value, bool):
+            return str(value).lower()
+        return value
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def __len__(self):
+        return len(self._names())
+
+
+def apply_fixes():
+    import jsonpath_ng.ext
+    from moto.sqs.models import Queue
+
+    check_pinned()
+    Queue.stock_attributes = Queue.attributes
+    Queue.attributes = property(QueueAttributes)
+    # EventTemplateParser.parse imports `parse` from the module at each call,
+    # so replacing the module attribute is enough. Parsed expressions hold no
+    # per-call state.
+    jsonpath_ng.ext.parse = functools.lru_cache(maxsize=512)(jsonpath_ng.ext.parse)
+
+
+def self_test():
+    """Compares the fixed attributes with the stock property on every kind of queue."""
+    from moto.sqs.models import sqs_backends
+
+    # The registry, not a fresh backend: redrive policies look DLQs up there.
+    backend = sqs_backends["123456789012"]["us-east-1"]
+    dlq = backend.create_queue("self-test-dlq")
+    backend.create_queue(
+        "self-test",
+        tags=None,
+        RedrivePolicy=json.dumps({"deadLetterTargetArn": dlq.queue_arn, "maxReceiveCount": 5}),
+        Policy=json.dumps({"Version": "2012-10-17", "Statement": []}),
+        VisibilityTimeout="7",
+    )
+    backend.create_queue("self-test.fifo", tags=None, FifoQueue="true", ContentBasedDeduplication="true")
+    backend.create_queue("self-test-kms", tags=None, KmsMasterKeyId="alias/aws/sqs")
+    backend.send_message("self-test", "one")
+    backend.send_message("self-test", "two", delay_seconds=30)
+    backend.receive_message("self-test", 1, 0, 5)
+    backend.send_message("self-test.fifo", "three", group_id="g")
+    for queue in backend.queues.values():
+        fixed = dict(queue.attributes)
+        stock = queue.stock_attributes
+        if fixed != stock:
+            raise AssertionError(f"{queue.name}: fixed {fixed} != stock {stock}")
+        one = backend.get_queue_attributes(queue.name, ["MessageRetentionPeriod", "VisibilityTimeout"])
+        if one != {k: stock[k] for k in ("MessageRetentionPeriod", "VisibilityTimeout")}:
+            raise AssertionError(f"{queue.name}: get_queue_attributes gave {one}")
+    import jsonpath_ng.ext
+
+    first = jsonpath_ng.ext.parse("$.detail")
+    if jsonpath_ng.ext.parse("$.detail") is not first:
+        raise AssertionError("jsonpath_ng.ext.parse is not memoised")
+    if [m.value for m in first.find({"detail": {"a": 1}})] != [{"a": 1}]:
+        raise AssertionError("a memoised JSONPath expression finds nothing")
+
+
+def main(argv):
+    stock = os.environ.get("MOTO_STOCK", "") not in ("", "0") or "--stock" in argv
+    argv = [a for a in argv if a != "--stock"]
+    if "--print-hashes" in argv:
+        print(json.dumps(source_hashes(), indent=4))
+        return 0
+    try:
+        if "--verify" in argv:
+            apply_fixes()
+            self_test()
+            print(f"moto {PINNED_VERSION}: fixes apply and match stock behaviour")
+            return 0
+        if not stock:
+            apply_fixes()
+    except StaleFix as e:
+        print(
+            f"moto_launcher: {e}; refusing to patch unknown code. "
+            "Run stock moto with MOTO_STOCK=1, or update the fixes.",
+            file=sys.stderr,
+        )
+        return 3
+    print(f"moto_launcher: {'stock moto' if stock else 'moto with the backlog fixes'}", flush=True)
+    from moto.server import main as serve
+
+    serve(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

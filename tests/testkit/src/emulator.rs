@@ -1,0 +1,259 @@
+//! The AWS emulator the local stack talks to, as a child process.
+//!
+//! Three kinds, chosen per run (`STACK_EMULATOR`, or the demo's, chaos and
+//! bench commands' `--emulator`); the services and the tests do not care which
+//! one answers, they only see `AWS_ENDPOINT_URL`:
+//!
+//! - `moto` (the default): moto 5.2.5 from the project's venv, started through
+//!   `infra/emulator/moto_launcher.py`, which applies three narrow fixes for
+//!   moto's slowdown under a backlog (see that file) and refuses to run on a
+//!   moto version it was not written for.
+//! - `moto-stock`: the same moto without the fixes, for comparison.
+//! - `fakecloud`: the fakecloud binary (`FAKECLOUD_BIN`, or `fakecloud` on the
+//!   PATH), when it is installed; it is never a build dependency.
+//!
+//! Emulators keep their state in memory only: a restart erases every queue
+//! and topic, so chaos experiments pause them (SIGSTOP/SIGCONT) instead.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::process::ChildGuard;
+use crate::wait;
+
+/// Which emulator to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EmulatorKind {
+    /// moto with the backlog fixes of `moto_launcher.py`.
+    #[default]
+    Moto,
+    /// moto as released.
+    MotoStock,
+    /// fakecloud, an external binary.
+    Fakecloud,
+}
+
+impl EmulatorKind {
+    /// The variable that picks the emulator for tests and the local stack.
+    pub const VARIABLE: &str = "STACK_EMULATOR";
+
+    pub const ALL: [EmulatorKind; 3] = [
+        EmulatorKind::Moto,
+        EmulatorKind::MotoStock,
+        EmulatorKind::Fakecloud,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmulatorKind::Moto => "moto",
+            EmulatorKind::MotoStock => "moto-stock",
+            EmulatorKind::Fakecloud => "fakecloud",
+        }
+    }
+
+    /// The kind named by `STACK_EMULATOR`, `moto` when unset.
+    pub fn from_env() -> Result<EmulatorKind, String> {
+        match std::env::var(Self::VARIABLE) {
+            Ok(v) if !v.trim().is_empty() => v
+                .trim()
+                .parse()
+                .map_err(|e| format!("{}: {e}", Self::VARIABLE)),
+            _ => Ok(EmulatorKind::default()),
+        }
+    }
+}
+
+impl std::str::FromStr for EmulatorKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        EmulatorKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("'{s}' is not one of moto, moto-stock, fakecloud"))
+    }
+}
+
+impl std::fmt::Display for EmulatorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    #[error("{0} not found: run scripts/setup.sh")]
+    MotoNotInstalled(PathBuf),
+    #[error("the fakecloud binary was not found: set FAKECLOUD_BIN or put fakecloud on the PATH")]
+    FakecloudNotInstalled,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Config(String),
+    #[error("{0} did not start: {1}\n{2}")]
+    NotReady(EmulatorKind, wait::Timeout, String),
+}
+
+/// The project venv's Python, which has moto.
+pub fn python() -> PathBuf {
+    crate::workspace_root().join(".venv/bin/python")
+}
+
+/// The launcher that starts moto with (or without) the backlog fixes.
+pub fn moto_launcher() -> PathBuf {
+    crate::workspace_root().join("infra/emulator/moto_launcher.py")
+}
+
+/// The fakecloud binary, when one is installed.
+pub fn fakecloud_binary() -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os("FAKECLOUD_BIN") {
+        let bin = PathBuf::from(bin);
+        return bin.exists().then_some(bin);
+    }
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("fakecloud"))
+            .find(|p| p.exists())
+    })
+}
+
+pub struct Emulator {
+    kind: EmulatorKind,
+    process: ChildGuard,
+    port: u16,
+}
+
+impl Emulator {
+    /// Starts an emulator of `kind` on `port` (a free one when `None`) and
+    /// waits until it answers.
+    pub async fn start(
+        kind: EmulatorKind,
+        port: Option<u16>,
+        log_dir: &Path,
+    ) -> Result<Emulator, EmulatorError> {
+        let port = match port {
+            Some(p) => p,
+            None => crate::free_port()?,
+        };
+        let (command, health_path) = match kind {
+            EmulatorKind::Moto | EmulatorKind::MotoStock => {
+                let python = python();
+                if !python.exists() {
+                    return Err(EmulatorError::MotoNotInstalled(python));
+                }
+                let mut command = Command::new(python);
+                command.arg(moto_launcher());
+                if kind == EmulatorKind::MotoStock {
+                    command.arg("--stock");
+                }
+                command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+                (command, "/moto-api/")
+            }
+            EmulatorKind::Fakecloud => {
+                let binary = fakecloud_binary().ok_or(EmulatorError::FakecloudNotInstalled)?;
+                let mut command = Command::new(binary);
+                command.args(["--addr", &format!("127.0.0.1:{port}"), "--log", "warn"]);
+                (command, "/_fakecloud/health")
+            }
+        };
+        let process = ChildGuard::spawn(kind.as_str(), command, &log_dir.join("emulator.log"))?;
+        let emulator = Emulator {
+            kind,
+            process,
+            port,
+        };
+        let http = reqwest::Client::new();
+        let url = format!("{}{health_path}", emulator.endpoint());
+        let ready = wait::until(
+            &format!("{kind} to answer"),
+            Duration::from_secs(30),
+            || {
+                let request = http.get(&url).send();
+                async move {
+                    match request.await {
+                        Ok(r) if r.status().is_success() => Ok(()),
+                        Ok(r) => Err(format!("HTTP {}", r.status())),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+            },
+        )
+        .await;
+        match ready {
+            Ok(()) => Ok(emulator),
+            Err(timeout) => Err(EmulatorError::NotReady(
+                kind,
+                timeout,
+                emulator.process.log_tail(20),
+            )),
+        }
+    }
+
+    /// The emulator `STACK_EMULATOR` names (moto when unset) on a free port:
+    /// what the tests start.
+    pub async fn start_default(log_dir: &Path) -> Result<Emulator, EmulatorError> {
+        let kind = EmulatorKind::from_env().map_err(EmulatorError::Config)?;
+        Emulator::start(kind, None, log_dir).await
+    }
+
+    pub fn kind(&self) -> EmulatorKind {
+        self.kind
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The value for `AWS_ENDPOINT_URL`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Freezes the emulator (state kept) until `resume`.
+    pub fn pause(&self) -> nix::Result<()> {
+        self.process.signal(Signal::SIGSTOP)
+    }
+
+    pub fn resume(&self) -> nix::Result<()> {
+        self.process.signal(Signal::SIGCONT)
+    }
+
+    pub fn process(&mut self) -> &mut ChildGuard {
+        &mut self.process
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_parse_from_their_names_and_nothing_else() {
+        for kind in EmulatorKind::ALL {
+            assert_eq!(kind.as_str().parse::<EmulatorKind>(), Ok(kind));
+        }
+        assert!("localstack".parse::<EmulatorKind>().is_err());
+    }
+
+    /// Fails when the installed moto is not the version and code the launcher's
+    /// fixes were written for, or when the fixed queue attributes differ from
+    /// stock moto's on any kind of queue.
+    #[test]
+    fn the_moto_fixes_apply_to_the_pinned_moto_and_answer_as_stock_does() {
+        let out = Command::new(python())
+            .arg(moto_launcher())
+            .arg("--verify")
+            .output()
+            .expect("the venv's python runs (scripts/setup.sh creates it)");
+        assert!(
+            out.status.success(),
+            "moto_launcher --verify failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
