@@ -13,6 +13,10 @@
 //! transaction-scoped advisory lock on the order id, so one sees what the
 //! other committed. Without it, under READ COMMITTED, neither sees the other's
 //! uncommitted row and a cancelled order keeps an issued invoice.
+//!
+//! `issue` is also what the synchronous `POST /invoices` runs (see `api`), so
+//! an order invoiced over HTTP is not invoiced again when its `OrderPlaced`
+//! arrives.
 
 use shared::consumer::{Handler, HandlerError};
 use shared::events::{
@@ -36,7 +40,9 @@ impl Handler for OrderEvents {
     ) -> Result<(), HandlerError> {
         store::lock_order(tx, event.event.order_id()).await?;
         match &event.event {
-            Event::OrderPlaced(placed) => issue(tx, placed, &event.correlation_id).await,
+            Event::OrderPlaced(placed) => {
+                issue(tx, placed, &event.correlation_id).await.map(|_| ())
+            }
             Event::OrderCancelled(cancelled) => cancel(tx, cancelled, &event.correlation_id).await,
             other => Err(HandlerError::Reject(format!(
                 "{:?} is not for the invoice service",
@@ -46,14 +52,27 @@ impl Handler for OrderEvents {
     }
 }
 
-async fn issue(
+/// What `issue` found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Issued {
+    /// A new invoice, with its `InvoiceIssued` event in the outbox.
+    New(Uuid),
+    /// The order already had an invoice; nothing changed.
+    AlreadyInvoiced,
+    /// The order was cancelled before it was invoiced; none is issued.
+    Cancelled,
+}
+
+/// Issues the order's one invoice, unless it has one or was cancelled.
+/// The caller holds the order's lock (`store::lock_order`) in `tx`.
+pub async fn issue(
     tx: &mut PgConnection,
     placed: &OrderPlaced,
     correlation_id: &str,
-) -> Result<(), HandlerError> {
+) -> Result<Issued, HandlerError> {
     if store::was_cancelled(tx, placed.order_id).await? {
         tracing::info!("order was cancelled before it was invoiced; no invoice issued");
-        return Ok(());
+        return Ok(Issued::Cancelled);
     }
     let total = placed.total_minor;
     let invoice_id = Uuid::now_v7();
@@ -68,7 +87,7 @@ async fn issue(
     .await?;
     if !inserted {
         tracing::info!("order already has an invoice");
-        return Ok(());
+        return Ok(Issued::AlreadyInvoiced);
     }
     let event = Event::InvoiceIssued(InvoiceIssued {
         invoice_id,
@@ -79,7 +98,7 @@ async fn issue(
     });
     emit(tx, &event, correlation_id).await?;
     tracing::info!(%invoice_id, total_minor = total.value(), "invoice issued");
-    Ok(())
+    Ok(Issued::New(invoice_id))
 }
 
 async fn cancel(

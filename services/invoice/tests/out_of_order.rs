@@ -1,6 +1,8 @@
 //! The invoice service's rules for order events arriving in any order, run
 //! through its real handler on a real database. A standard SQS queue promises
-//! no order, so each of these arrival orders happens in production.
+//! no order, so each of these arrival orders happens in production. The
+//! synchronous `POST /invoices` (the order service's sync mode) is one more
+//! arrival: it must agree with the events that come after it.
 
 use invoice::domain::InvoiceStatus;
 use invoice::handlers::OrderEvents;
@@ -136,5 +138,65 @@ async fn an_order_and_its_cancellation_handled_at_once_never_leave_an_issued_inv
             "order {order} was cancelled but keeps an issued invoice"
         );
     }
+    Ok(())
+}
+
+/// `POST /invoices` with `order` through the real router: status and body.
+async fn invoice_synchronously(
+    pool: &PgPool,
+    order: &OrderPlaced,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    use tower::ServiceExt;
+    let response = invoice::api::router(invoice::api::AppState { pool: pool.clone() })
+        .oneshot(
+            axum::http::Request::post("/invoices")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(serde_json::to_vec(order)?))?,
+        )
+        .await?;
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await?;
+    Ok((status, serde_json::from_slice(&bytes)?))
+}
+
+fn order_of(event: &ReceivedEvent) -> anyhow::Result<OrderPlaced> {
+    match &event.event {
+        Event::OrderPlaced(order) => Ok(order.clone()),
+        other => anyhow::bail!("not an OrderPlaced: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_order_invoiced_synchronously_is_not_invoiced_again_by_its_event() -> anyhow::Result<()>
+{
+    let db = db().await?;
+    let order_id = Uuid::now_v7();
+    let event = placed(order_id)?;
+    let order = order_of(&event)?;
+
+    let (status, first) = invoice_synchronously(&db.pool, &order).await?;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["total_minor"], 500);
+    let (status, again) = invoice_synchronously(&db.pool, &order).await?;
+    assert_eq!(status, 200, "a retry answers the invoice it made: {again}");
+    assert_eq!(again["invoice_id"], first["invoice_id"]);
+
+    deliver(&db.pool, &event).await?;
+    assert_eq!(store::by_order(&db.pool, order_id).await?.len(), 1);
+    assert_eq!(emitted(&db.pool, order_id).await?, ["InvoiceIssued"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_synchronous_invoice_for_an_order_cancelled_first_is_refused() -> anyhow::Result<()> {
+    let db = db().await?;
+    let order_id = Uuid::now_v7();
+    deliver(&db.pool, &cancelled(order_id)?).await?;
+
+    let (status, problem) = invoice_synchronously(&db.pool, &order_of(&placed(order_id)?)?).await?;
+    assert_eq!(status, 409, "{problem}");
+    assert_eq!(problem["type"], "/problems/order-cancelled");
+    assert!(store::by_order(&db.pool, order_id).await?.is_empty());
+    assert!(emitted(&db.pool, order_id).await?.is_empty());
     Ok(())
 }

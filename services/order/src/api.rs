@@ -1,7 +1,9 @@
 //! The order service's HTTP API.
 //!
 //! - `POST /orders`: place an order; `202 Accepted` once the order and its
-//!   `OrderPlaced` event are committed together. An `Idempotency-Key` header
+//!   `OrderPlaced` event are committed together (in the synchronous mode of
+//!   `crate::invoicing`, only after the invoice service invoiced it; `503`
+//!   and nothing placed when it could not). An `Idempotency-Key` header
 //!   makes a retry safe: the same key and body answer the first order again
 //!   (with `Idempotent-Replayed: true`) and emit nothing; the same key with
 //!   another body is refused with 422.
@@ -23,7 +25,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::domain::{FieldError, IdempotencyKey, NewOrder, OrderStatus, PlaceOrderRequest};
-use crate::store::{self, Idempotency, OrderView, Placed, StoreError};
+use crate::invoicing::{Invoicing, InvoicingError};
+use crate::store::{self, Idempotency, OrderView, Placed, Prepared, StoreError};
 
 /// The request header that makes `POST /orders` safe to retry.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -36,6 +39,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    pub invoicing: Invoicing,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -62,6 +66,8 @@ pub enum ApiError {
     IdempotencyKey(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Invoicing(#[from] InvoicingError),
 }
 
 impl IntoResponse for ApiError {
@@ -135,6 +141,20 @@ impl IntoResponse for ApiError {
             .with_detail(format!("its event would be {size} bytes"))
             .into_response(),
             ApiError::Store(e) => Problem::internal_logged(&e).into_response(),
+            ApiError::Invoicing(e) => {
+                tracing::warn!(error = %e, "synchronous invoicing failed; the order was not placed");
+                let mut response = Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "invoice-service-unavailable",
+                    "The order could not be invoiced, so it was not placed",
+                )
+                .with_detail("this service invoices synchronously; try again later")
+                .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }
         }
     }
 }
@@ -205,7 +225,20 @@ async fn place_order(
         None => None,
     };
     let order = NewOrder::try_from(body).map_err(ApiError::Validation)?;
-    let placed = store::place(&state.pool, &order, idempotency).await?;
+    let placed = match &state.invoicing {
+        Invoicing::Async => store::place(&state.pool, &order, idempotency).await?,
+        Invoicing::Sync(invoices) => {
+            match store::prepare(&state.pool, &order, idempotency).await? {
+                Prepared::Replayed(id) => Placed::Replayed(id),
+                Prepared::New(pending) => {
+                    // The anti-pattern: a remote call inside the open transaction.
+                    // On error `pending` drops and rolls back.
+                    invoices.invoice(&order.placed(pending.id)).await?;
+                    Placed::New(pending.commit().await?)
+                }
+            }
+        }
+    };
     let id = placed.order_id();
     tracing::Span::current().record("order_id", tracing::field::display(id));
     let mut headers = HeaderMap::new();

@@ -7,8 +7,9 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use shared::events::{OrderLine, order_total};
+use shared::events::{OrderLine, OrderPlaced, order_total};
 use shared::money::{Currency, MinorUnits};
+use uuid::Uuid;
 
 pub const MAX_LINES: usize = 100;
 pub const MAX_QUANTITY: u32 = 1000;
@@ -112,6 +113,19 @@ pub struct NewOrder {
     pub currency: Currency,
     pub lines: Vec<OrderLine>,
     pub total: MinorUnits,
+}
+
+impl NewOrder {
+    /// The `OrderPlaced` event that announces this order under `id`.
+    pub fn placed(&self, id: Uuid) -> OrderPlaced {
+        OrderPlaced {
+            order_id: id,
+            customer_id: self.customer_id.as_str().to_string(),
+            currency: self.currency,
+            lines: self.lines.clone(),
+            total_minor: self.total,
+        }
+    }
 }
 
 impl TryFrom<PlaceOrderRequest> for NewOrder {

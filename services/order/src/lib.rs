@@ -8,10 +8,13 @@
 //!   SNS topic.
 //! - `handlers`: invoice events from the `order-invoices` queue move orders to
 //!   `INVOICED`.
+//! - `invoicing`: the default asynchronous invoicing, and the synchronous call
+//!   to the invoice service kept as the anti-pattern to measure.
 //! - `startup`: settings, and building and running the service on the shared `Application`.
 
 pub mod api;
 pub mod domain;
 pub mod handlers;
+pub mod invoicing;
 pub mod startup;
 pub mod store;

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use shared::events::{Envelope, Event, OrderCancelled, OrderLine, OrderPlaced};
+use shared::events::{Envelope, Event, OrderCancelled, OrderLine};
 use shared::outbox::{self, OutboxError};
 use shared::topology::Service;
 use sqlx::{PgConnection, PgPool};
@@ -134,6 +134,41 @@ pub async fn place(
     order: &NewOrder,
     idempotency: Option<Idempotency<'_>>,
 ) -> Result<Placed, StoreError> {
+    match prepare(pool, order, idempotency).await? {
+        Prepared::New(pending) => Ok(Placed::New(pending.commit().await?)),
+        Prepared::Replayed(id) => Ok(Placed::Replayed(id)),
+    }
+}
+
+/// What `prepare` did.
+pub enum Prepared {
+    /// The order and its event are written but not committed yet.
+    New(PendingOrder),
+    /// The idempotency key was used before with the same request.
+    Replayed(Uuid),
+}
+
+/// A new order written in an open transaction: `commit` makes it real,
+/// dropping it rolls it back (no order, no event).
+pub struct PendingOrder {
+    pub id: Uuid,
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+}
+
+impl PendingOrder {
+    pub async fn commit(self) -> Result<Uuid, StoreError> {
+        self.tx.commit().await?;
+        Ok(self.id)
+    }
+}
+
+/// `place` up to, not including, the commit: for the synchronous mode, which
+/// calls the invoice service in between (see `crate::invoicing`).
+pub async fn prepare(
+    pool: &PgPool,
+    order: &NewOrder,
+    idempotency: Option<Idempotency<'_>>,
+) -> Result<Prepared, StoreError> {
     let id = Uuid::now_v7();
     let mut tx = pool.begin().await?;
     if let Some(idem) = idempotency {
@@ -158,20 +193,14 @@ pub async fn place(
             .await?;
             tx.rollback().await?;
             return if same {
-                Ok(Placed::Replayed(first))
+                Ok(Prepared::Replayed(first))
             } else {
                 Err(StoreError::KeyReused(first))
             };
         }
     }
     let correlation_id = id.to_string();
-    let event = Event::OrderPlaced(OrderPlaced {
-        order_id: id,
-        customer_id: order.customer_id.as_str().to_string(),
-        currency: order.currency,
-        lines: order.lines.clone(),
-        total_minor: order.total,
-    });
+    let event = Event::OrderPlaced(order.placed(id));
     let envelope = Envelope::new(Service::Order, &event, &correlation_id);
     let lines =
         serde_json::to_value(&order.lines).map_err(|e| StoreError::Corrupt(id, e.to_string()))?;
@@ -188,8 +217,7 @@ pub async fn place(
     .execute(&mut *tx)
     .await?;
     outbox::enqueue(&mut tx, &envelope).await?;
-    tx.commit().await?;
-    Ok(Placed::New(id))
+    Ok(Prepared::New(PendingOrder { id, tx }))
 }
 
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<OrderView>, StoreError> {

@@ -4,6 +4,7 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use order::api::{AppState, router};
+use order::invoicing::{Invoicing, InvoicingSettings};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use testkit::postgres::ScratchDatabase;
@@ -13,9 +14,14 @@ struct TestApp {
     /// Keeps the cluster running for as long as the app.
     _db: ScratchDatabase,
     pool: PgPool,
+    invoicing: Invoicing,
 }
 
 async fn spawn_app() -> TestApp {
+    spawn_app_invoicing(Invoicing::Async).await
+}
+
+async fn spawn_app_invoicing(invoicing: Invoicing) -> TestApp {
     let db = ScratchDatabase::start().await.expect("postgres");
     shared::db::migrate(&db.pool, sqlx::migrate!("./migrations"))
         .await
@@ -23,17 +29,20 @@ async fn spawn_app() -> TestApp {
     TestApp {
         pool: db.pool.clone(),
         _db: db,
+        invoicing,
     }
 }
 
 impl TestApp {
-    async fn call(&self, request: Request<Body>) -> (StatusCode, String, Value) {
-        let response = router(AppState {
+    fn router(&self) -> axum::Router {
+        router(AppState {
             pool: self.pool.clone(),
+            invoicing: self.invoicing.clone(),
         })
-        .oneshot(request)
-        .await
-        .expect("infallible");
+    }
+
+    async fn call(&self, request: Request<Body>) -> (StatusCode, String, Value) {
+        let response = self.router().oneshot(request).await.expect("infallible");
         let status = response.status();
         let content_type = response
             .headers()
@@ -269,12 +278,11 @@ async fn an_idempotency_key_returns_the_same_order_and_emits_one_event() {
     assert_eq!(status, StatusCode::ACCEPTED);
     // The same JSON value, written differently, is the same request.
     let reordered = json!({"lines": [line(2, 1999, "EUR")], "customer_id": "c-1"});
-    let response = router(AppState {
-        pool: app.pool.clone(),
-    })
-    .oneshot(keyed("key-1", format!("{reordered:#}")))
-    .await
-    .expect("infallible");
+    let response = app
+        .router()
+        .oneshot(keyed("key-1", format!("{reordered:#}")))
+        .await
+        .expect("infallible");
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     assert_eq!(
         response
@@ -328,9 +336,7 @@ async fn concurrent_requests_with_one_key_place_one_order() {
     let body = order(vec![line(3, 500, "USD")]);
     let mut calls = tokio::task::JoinSet::new();
     for _ in 0..8 {
-        let app = router(AppState {
-            pool: app.pool.clone(),
-        });
+        let app = app.router();
         let request = keyed("same-key", body.clone());
         calls.spawn(async move {
             let response = app.oneshot(request).await.expect("infallible");
@@ -371,4 +377,96 @@ async fn a_malformed_idempotency_key_is_a_bad_request_and_changes_nothing() {
         );
     }
     assert_eq!(app.counts().await, (0, 0));
+}
+
+/// A stand-in for the invoice service's `POST /invoices`: answers `status`
+/// after `delay` and keeps every body it was sent.
+struct FakeInvoiceService {
+    url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+async fn fake_invoice_service(
+    status: StatusCode,
+    delay: std::time::Duration,
+) -> FakeInvoiceService {
+    use axum::extract::State;
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = received.clone();
+    let app = axum::Router::new()
+        .route(
+            "/invoices",
+            axum::routing::post(
+                move |State(seen): State<std::sync::Arc<std::sync::Mutex<Vec<Value>>>>,
+                      axum::Json(body): axum::Json<Value>| async move {
+                    seen.lock().expect("lock").push(body);
+                    tokio::time::sleep(delay).await;
+                    status
+                },
+            ),
+        )
+        .with_state(seen);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    FakeInvoiceService { url, received }
+}
+
+fn sync_invoicing(url: &str, timeout_ms: u64) -> Invoicing {
+    Invoicing::from_settings(&InvoicingSettings::Sync {
+        url: url.to_string(),
+        timeout: std::time::Duration::from_millis(timeout_ms),
+    })
+    .expect("client")
+}
+
+#[tokio::test]
+async fn in_sync_mode_an_order_is_placed_only_after_the_invoice_service_invoiced_it() {
+    let invoices = fake_invoice_service(StatusCode::CREATED, std::time::Duration::ZERO).await;
+    let app = spawn_app_invoicing(sync_invoicing(&invoices.url, 2000)).await;
+    let (status, _, body) = app
+        .post_json("/orders", order(vec![line(2, 1999, "EUR")]))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(app.counts().await, (1, 1));
+    let sent = invoices.received.lock().expect("lock").clone();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["order_id"], body["order_id"]);
+    assert_eq!(sent[0]["total_minor"], 3998);
+}
+
+#[tokio::test]
+async fn in_sync_mode_an_invoice_service_that_is_down_or_fails_or_is_slow_fails_the_order_and_places_nothing()
+ {
+    let closed = format!("http://127.0.0.1:{}", testkit::free_port().expect("port"));
+    let failing =
+        fake_invoice_service(StatusCode::INTERNAL_SERVER_ERROR, std::time::Duration::ZERO).await;
+    let slow = fake_invoice_service(StatusCode::CREATED, std::time::Duration::from_secs(5)).await;
+    for (case, url, timeout_ms) in [
+        ("down", closed.as_str(), 2000),
+        ("answering 500", failing.url.as_str(), 2000),
+        ("slower than the timeout", slow.url.as_str(), 200),
+    ] {
+        let app = spawn_app_invoicing(sync_invoicing(url, timeout_ms)).await;
+        let response = app
+            .router()
+            .oneshot(
+                Request::post("/orders")
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(order(vec![line(1, 100, "EUR")])))
+                    .expect("request"),
+            )
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{case}");
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json",
+            "{case}"
+        );
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1", "{case}");
+        assert_eq!(app.counts().await, (0, 0), "{case}: nothing may be placed");
+    }
 }
