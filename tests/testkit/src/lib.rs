@@ -6,11 +6,13 @@
 //!   free port, run as an unprivileged user when we are root.
 //! - `emulator`: the AWS emulator (moto with backlog fixes, stock moto, or
 //!   fakecloud) in server mode.
+//! - `proxy`: a TCP proxy that injects latency, resets or a black hole.
 //! - `wait`: waiting on a condition with a deadline, never a fixed sleep.
 
 pub mod emulator;
 pub mod postgres;
 pub mod process;
+pub mod proxy;
 pub mod wait;
 
 use std::path::PathBuf;
