@@ -134,6 +134,16 @@ impl ServiceProcess {
         result.map_err(|e| anyhow::anyhow!("{e}\n--- {name} log ---\n{}", self.log_tail(30)))
     }
 
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(|p| p.pid())
+    }
+
+    /// Whether the process is running (a stopped, SIGSTOPped one counts).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.process.as_mut().map(|p| p.try_wait()), Some(Ok(None)))
+    }
+
     /// Sends `signal` to the process (SIGSTOP, SIGCONT, SIGKILL, SIGTERM).
     pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
         let p = self.process.as_ref().context("service is not running")?;
@@ -210,6 +220,9 @@ pub struct Stack {
     /// (by service name); none on an external server.
     pub clusters: BTreeMap<&'static str, Cluster>,
     pub services: BTreeMap<&'static str, ServiceProcess>,
+    /// Second instances started with `add_replica`, sharing their service's
+    /// database and queues.
+    pub replicas: Vec<ServiceProcess>,
     pub database_urls: BTreeMap<&'static str, String>,
     pub provisioned: infra::Provisioned,
     /// What was provisioned, by name: the services run on the same declaration.
@@ -359,6 +372,7 @@ impl Stack {
             emulator,
             clusters,
             services,
+            replicas: Vec::new(),
             database_urls,
             provisioned,
             topology,
@@ -382,6 +396,43 @@ impl Stack {
         self.services[service.name()].url()
     }
 
+    /// Starts one more instance of `service` on a free port, with the same
+    /// environment plus `extra`, and waits until it is ready: a replica that
+    /// shares the database and the queues, as a second pod would.
+    pub async fn add_replica(
+        &mut self,
+        service: Service,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<&mut ServiceProcess> {
+        let first = &self.services[service.name()];
+        let port = testkit::free_port()?;
+        let mut env = first.env.clone();
+        for (key, value) in extra.iter().chain(&[("PORT", port.to_string().as_str())]) {
+            env.retain(|(k, _)| k != key);
+            env.push((key.to_string(), value.to_string()));
+        }
+        let mut replica = ServiceProcess {
+            service,
+            port,
+            binary: first.binary.clone(),
+            env,
+            log: self.log_dir.join(format!(
+                "{}-replica-{}.log",
+                service.name(),
+                self.replicas.len() + 1
+            )),
+            process: None,
+        };
+        replica.spawn()?;
+        replica
+            .wait_ready(&self.http, Duration::from_secs(60))
+            .await?;
+        self.replicas.push(replica);
+        self.replicas
+            .last_mut()
+            .context("the replica was just added")
+    }
+
     /// The last lines of every log, for a failure message.
     pub fn logs(&self, lines: usize) -> String {
         self.services
@@ -403,6 +454,9 @@ impl Stack {
         mut self,
     ) -> anyhow::Result<BTreeMap<&'static str, Option<std::process::ExitStatus>>> {
         let mut statuses = BTreeMap::new();
+        for replica in self.replicas.iter_mut() {
+            replica.stop(Signal::SIGTERM).await?;
+        }
         for (name, process) in self.services.iter_mut() {
             statuses.insert(*name, process.stop(Signal::SIGTERM).await?);
         }
