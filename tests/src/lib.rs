@@ -5,8 +5,10 @@
 //!   the three services as separate processes, and stops them all on drop.
 //!   The demo (`src/bin/demo.rs`) and every end-to-end test use it.
 //! - `client`: a small HTTP client for the three services' APIs.
+//! - `chaos`: the chaos experiments (the `chaos` command and the chaos tests).
 //! - `probe`: queue depths, inbox and outbox rows, for assertions.
 
+pub mod chaos;
 pub mod client;
 pub mod probe;
 pub mod stack;

@@ -1,0 +1,139 @@
+//! The one small interface through which experiments inject faults, and the
+//! addresses the load, the probes and the checker use.
+//!
+//! Two implementations: `local::LocalTarget` (the stack this command starts
+//! as plain processes, which it signals) and `compose::ComposeTarget` (a
+//! `docker compose` stack, driven with `docker compose kill/stop/start/
+//! pause/unpause`). An experiment is written once against `Target`.
+
+use std::collections::BTreeMap;
+
+use shared::topology::{Service, Topology};
+use testkit::proxy::FaultProxy;
+
+/// A part of the system a fault can hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Part {
+    /// A service process.
+    Service(Service),
+    /// The Postgres server that holds one service's database.
+    Database(Service),
+    /// The AWS emulator.
+    Emulator,
+}
+
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Part::Service(s) => write!(f, "the {} service", s.name()),
+            Part::Database(s) => write!(f, "the {} database", s.name()),
+            Part::Emulator => f.write_str("the emulator"),
+        }
+    }
+}
+
+/// Where everything answers, as seen from this command.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// Base URLs of the three services' HTTP APIs.
+    pub services: BTreeMap<&'static str, String>,
+    /// `AWS_ENDPOINT_URL` of the emulator.
+    pub emulator: String,
+    /// Each service's database.
+    pub databases: BTreeMap<&'static str, String>,
+}
+
+impl Endpoints {
+    pub fn service(&self, service: Service) -> &str {
+        &self.services[service.name()]
+    }
+
+    pub fn database(&self, service: Service) -> &str {
+        &self.databases[service.name()]
+    }
+}
+
+/// How a process ended after `terminate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// Exited with status 0.
+    Clean,
+    /// Exited otherwise, as described.
+    Unclean(String),
+}
+
+/// Fault injection on a running stack.
+#[allow(async_fn_in_trait)] // experiments are generic over it; never boxed.
+pub trait Target {
+    /// `local` or `compose`, for reports.
+    fn kind(&self) -> &'static str;
+
+    fn endpoints(&self) -> &Endpoints;
+
+    /// The topology the stack runs.
+    fn topology(&self) -> &Topology;
+
+    /// Kills the part at once (SIGKILL; a database is stopped immediately).
+    async fn kill(&mut self, part: Part) -> anyhow::Result<()>;
+
+    /// Stops a service gracefully (SIGTERM) and reports how it exited.
+    async fn terminate(&mut self, service: Service) -> anyhow::Result<Exit>;
+
+    /// Starts a killed or stopped part again and waits until it is ready.
+    async fn start(&mut self, part: Part) -> anyhow::Result<()>;
+
+    /// Freezes the part (SIGSTOP; `docker compose pause`); its state is kept.
+    async fn pause(&mut self, part: Part) -> anyhow::Result<()>;
+
+    async fn resume(&mut self, part: Part) -> anyhow::Result<()>;
+
+    /// Whether the part's process is running (paused counts as running).
+    async fn is_running(&mut self, part: Part) -> anyhow::Result<bool>;
+
+    /// CPU seconds the part's process has used, where the target can tell.
+    fn cpu_seconds(&self, part: Part) -> Option<f64>;
+
+    /// The fault proxy between `service` and the emulator, if there is one.
+    fn proxy_of(&self, _service: Service) -> Option<&FaultProxy> {
+        None
+    }
+
+    /// How many instances of `service` run (faults hit the first).
+    fn instances(&self, _service: Service) -> usize {
+        1
+    }
+}
+
+/// CPU seconds (user + system) of process `pid`, from `/proc/<pid>/stat`.
+pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: fields are counted after its `)`.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state is field 3 of the line, utime 14 and stime 15.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / USER_HZ)
+}
+
+/// The unit of those counters: Linux reports them in USER_HZ, fixed at 100
+/// ticks a second by its ABI whatever the kernel's own tick rate.
+const USER_HZ: f64 = 100.0;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_has_used_some_cpu_and_the_count_only_grows() {
+        let pid = std::process::id();
+        let first = process_cpu_seconds(pid).expect("readable on Linux");
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        assert!(x > 0);
+        let second = process_cpu_seconds(pid).expect("readable on Linux");
+        assert!(second >= first, "{second} < {first}");
+    }
+}
