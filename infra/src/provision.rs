@@ -63,6 +63,14 @@ pub struct QueueRef {
     pub arn: String,
 }
 
+/// How long a DLQ keeps a message: the SQS maximum, so there is time to fix the cause.
+pub const DLQ_RETENTION_SECS: i32 = 14 * 24 * 3600;
+/// How many times EventBridge retries delivering to a rule's target before
+/// the target's DLQ (the AWS maximum)...
+pub const RULE_TARGET_MAX_RETRY_ATTEMPTS: i32 = 185;
+/// ...and for how long at most (the AWS maximum, 24 h).
+pub const RULE_TARGET_MAX_EVENT_AGE_SECS: i32 = 86_400;
+
 pub struct Clients {
     pub sqs: aws_sdk_sqs::Client,
     pub sns: aws_sdk_sns::Client,
@@ -95,7 +103,7 @@ pub async fn apply(clients: &Clients, topology: &Topology) -> Result<Provisioned
             queue.fifo,
             BTreeMap::from([(
                 QueueAttributeName::MessageRetentionPeriod,
-                (14 * 24 * 3600).to_string(),
+                DLQ_RETENTION_SECS.to_string(),
             )]),
         )
         .await?;
@@ -325,8 +333,8 @@ async fn ensure_rule(
         )
         .retry_policy(
             RetryPolicy::builder()
-                .maximum_retry_attempts(185)
-                .maximum_event_age_in_seconds(86_400)
+                .maximum_retry_attempts(RULE_TARGET_MAX_RETRY_ATTEMPTS)
+                .maximum_event_age_in_seconds(RULE_TARGET_MAX_EVENT_AGE_SECS)
                 .build(),
         )
         .build()
@@ -396,14 +404,32 @@ async fn ensure_archive(
 
 /// The principal and source ARN allowed to send to a queue and its DLQ.
 fn allowed_sender(out: &Provisioned, queue: &QueueSpec) -> (&'static str, String) {
+    let arn = match queue.source {
+        Source::Subscription { topic } => out.topics[topic].clone(),
+        Source::Rule { rule, .. } => out.rules[rule].clone(),
+    };
+    (sender_service(queue), arn)
+}
+
+/// The AWS service principal that delivers to `queue`: SNS for a
+/// subscription, EventBridge for a rule.
+pub fn sender_service(queue: &QueueSpec) -> &'static str {
     match queue.source {
-        Source::Subscription { topic } => ("sns.amazonaws.com", out.topics[topic].clone()),
-        Source::Rule { rule, .. } => ("events.amazonaws.com", out.rules[rule].clone()),
+        Source::Subscription { .. } => "sns.amazonaws.com",
+        Source::Rule { .. } => "events.amazonaws.com",
     }
 }
 
-/// A policy that lets only `service` acting for `source_arn` send to `queue_arn`.
-pub fn queue_policy(queue_arn: &str, service: &str, source_arn: &str) -> serde_json::Value {
+/// A policy that lets only `service` acting for `source_arn` send to
+/// `queue_arn`, and refuses every request to the queue that is not over TLS.
+/// The ARNs are strings here and CloudFormation expressions in the template
+/// (`crate::cloudformation`), so both apply the same policy.
+pub fn queue_policy(
+    queue_arn: impl Into<serde_json::Value>,
+    service: &str,
+    source_arn: impl Into<serde_json::Value>,
+) -> serde_json::Value {
+    let queue_arn = queue_arn.into();
     json!({
         "Version": "2012-10-17",
         "Statement": [{
@@ -412,7 +438,14 @@ pub fn queue_policy(queue_arn: &str, service: &str, source_arn: &str) -> serde_j
             "Principal": {"Service": service},
             "Action": "sqs:SendMessage",
             "Resource": queue_arn,
-            "Condition": {"ArnEquals": {"aws:SourceArn": source_arn}}
+            "Condition": {"ArnEquals": {"aws:SourceArn": source_arn.into()}}
+        }, {
+            "Sid": "OnlyOverTls",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "sqs:*",
+            "Resource": queue_arn,
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}}
         }]
     })
 }
@@ -427,7 +460,7 @@ async fn set_queue_policies(
     // deliver (its DeadLetterConfig), from the same rule.
     for name in [queue.name.to_string(), queue.dlq_name()] {
         let q = &out.queues[&name];
-        let policy = queue_policy(&q.arn, service, &source_arn).to_string();
+        let policy = queue_policy(q.arn.as_str(), service, source_arn.as_str()).to_string();
         clients
             .sqs
             .set_queue_attributes()

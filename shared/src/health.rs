@@ -26,6 +26,11 @@ pub struct Readiness {
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Where liveness is served.
+pub const LIVE_PATH: &str = "/health/live";
+/// Where readiness is served: what orchestrators and the container probe ask.
+pub const READY_PATH: &str = "/health/ready";
+
 impl Readiness {
     /// `Ok` when every dependency answers; otherwise the list of failures.
     pub async fn check(&self) -> Result<(), Vec<String>> {
@@ -66,11 +71,8 @@ impl Readiness {
 /// `/health/live` and `/health/ready`.
 pub fn routes(readiness: Readiness) -> Router {
     Router::new()
-        .route(
-            "/health/live",
-            get(|| async { Json(json!({"status": "live"})) }),
-        )
-        .route("/health/ready", get(ready))
+        .route(LIVE_PATH, get(|| async { Json(json!({"status": "live"})) }))
+        .route(READY_PATH, get(ready))
         .with_state(readiness)
 }
 

@@ -1,21 +1,26 @@
-//! `ops`: operator commands for the dead-letter queues and the bus archive.
+//! `ops`: operator commands for the dead-letter queues and the bus archive,
+//! and the CloudFormation template of the topology.
 //!
 //! Talks to the endpoint in `AWS_ENDPOINT_URL` (the emulator) or, without it,
 //! to the AWS account of the default credentials, like `provision`. Every
 //! name comes from `shared::topology`. Results go to stdout (text, or JSON
 //! with `--json`); logs and notes go to stderr.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
+use infra::cloudformation;
 use infra::dlq::{self, DlqListing, RedriveMethod, RedriveOptions, RedriveReport};
 use infra::replay::{self, ReplayRequest, ReplayStatus};
 use shared::topology::{BILLING_BUS, Chain, Topology};
 
 #[derive(Parser)]
-#[command(about = "Inspect and redrive dead-letter queues; replay the billing archive")]
+#[command(
+    about = "Inspect and redrive dead-letter queues; replay the billing archive; render the CloudFormation template"
+)]
 struct Cli {
     /// Print the result as JSON.
     #[arg(long, global = true)]
@@ -35,6 +40,20 @@ enum Command {
     /// The EventBridge archive of the `billing` bus.
     #[command(subcommand)]
     Archive(ArchiveCommand),
+    /// The topology as a CloudFormation template (no AWS call).
+    #[command(subcommand)]
+    Cloudformation(CloudformationCommand),
+}
+
+#[derive(Subcommand)]
+enum CloudformationCommand {
+    /// Print the template of the chain in `--orders-chain`.
+    Print,
+    /// Write the template of each chain into `DIR` (the committed copies).
+    Write {
+        #[arg(long, default_value = "infra/cloudformation")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -100,38 +119,68 @@ fn rfc3339(s: &str) -> Result<DateTime<Utc>, String> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let config = match shared::aws::load_config().await {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
     let result = match cli.command {
-        Command::Dlq(command) => {
-            run_dlq(
-                &aws_sdk_sqs::Client::new(&config),
-                command,
-                cli.orders_chain,
-                cli.json,
-            )
-            .await
-        }
-        Command::Archive(ArchiveCommand::Replay(args)) => {
-            run_replay(
-                &aws_sdk_eventbridge::Client::new(&config),
-                args,
-                cli.orders_chain,
-                cli.json,
-            )
-            .await
-        }
+        Command::Cloudformation(command) => return run_cloudformation(&command, cli.orders_chain),
+        Command::Dlq(command) => match aws_config().await {
+            Ok(config) => {
+                run_dlq(
+                    &aws_sdk_sqs::Client::new(&config),
+                    command,
+                    cli.orders_chain,
+                    cli.json,
+                )
+                .await
+            }
+            Err(code) => return code,
+        },
+        Command::Archive(ArchiveCommand::Replay(args)) => match aws_config().await {
+            Ok(config) => {
+                run_replay(
+                    &aws_sdk_eventbridge::Client::new(&config),
+                    args,
+                    cli.orders_chain,
+                    cli.json,
+                )
+                .await
+            }
+            Err(code) => return code,
+        },
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("{e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The AWS configuration, or exit status 2 after one line naming what is missing.
+async fn aws_config() -> Result<aws_config::SdkConfig, ExitCode> {
+    shared::aws::load_config().await.map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })
+}
+
+fn run_cloudformation(command: &CloudformationCommand, chain: Chain) -> ExitCode {
+    match command {
+        CloudformationCommand::Print => {
+            print!("{}", cloudformation::render_text(chain));
+            ExitCode::SUCCESS
+        }
+        CloudformationCommand::Write { dir } => {
+            for chain in [Chain::Standard, Chain::Fifo] {
+                let path = dir.join(cloudformation::file_name(chain));
+                let written = std::fs::create_dir_all(dir)
+                    .and_then(|()| std::fs::write(&path, cloudformation::render_text(chain)));
+                if let Err(e) = written {
+                    eprintln!("writing {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+                eprintln!("wrote {}", path.display());
+            }
+            ExitCode::SUCCESS
         }
     }
 }

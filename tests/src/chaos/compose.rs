@@ -66,6 +66,9 @@ fn published(host: &str) -> Endpoints {
     }
 }
 
+/// The services' default `CONSUMER_VISIBILITY_TIMEOUT_SECS`.
+const DEFAULT_VISIBILITY_TIMEOUT_SECS: u32 = 30;
+
 pub struct ComposeTarget {
     options: ComposeOptions,
     endpoints: Endpoints,
@@ -187,19 +190,25 @@ impl Target for ComposeTarget {
                 "the emulator keeps its state in memory only: pause it, do not kill it"
             ),
         };
-        self.compose(&["kill", "-s", signal, &compose_service(part)])?;
-        wait::until(
-            &format!("{part} to exit"),
-            Duration::from_secs(60),
-            || async {
-                match self.state(part) {
-                    Ok((s, _)) if s == "exited" => Ok(()),
-                    Ok((s, _)) => Err(s),
-                    Err(e) => Err(e.to_string()),
-                }
-            },
-        )
-        .await?;
+        let service = compose_service(part);
+        self.compose(&["kill", "-s", signal, &service])?;
+        if let Part::Database(_) = part {
+            wait::until(
+                &format!("{part} to exit"),
+                Duration::from_secs(60),
+                || async {
+                    match self.state(part) {
+                        Ok((s, _)) if s != "running" => Ok(()),
+                        Ok((s, _)) => Err(s),
+                        Err(e) => Err(e.to_string()),
+                    }
+                },
+            )
+            .await?;
+        }
+        // Marks it stopped by hand, so that the restart policy does not bring
+        // it back before the experiment does (and kills it at once if it did).
+        self.compose(&["stop", "--timeout", "0", &service])?;
         Ok(())
     }
 
@@ -236,6 +245,18 @@ impl Target for ComposeTarget {
 
     fn cpu_seconds(&self, _part: Part) -> Option<f64> {
         None
+    }
+
+    fn visibility_timeout_secs(&self) -> Option<u32> {
+        let config = self.compose(&["config", "--format", "json"]).ok()?;
+        let config: serde_json::Value = serde_json::from_str(&config).ok()?;
+        let set =
+            &config["services"]["notification"]["environment"]["CONSUMER_VISIBILITY_TIMEOUT_SECS"];
+        Some(
+            set.as_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DEFAULT_VISIBILITY_TIMEOUT_SECS),
+        )
     }
 }
 

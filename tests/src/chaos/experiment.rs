@@ -317,6 +317,11 @@ pub async fn run<T: Target>(
         "{experiment} needs the local stack"
     );
     let observer = Observer::new(target.endpoints(), target.topology()).await?;
+    let mut plan = plan.clone();
+    if let Some(secs) = target.visibility_timeout_secs() {
+        plan.visibility_timeout_secs = secs;
+    }
+    let plan = &plan;
     let run_id = format!("c{}", &Uuid::now_v7().simple().to_string()[24..]);
     let mut run = Run {
         observer,

@@ -98,6 +98,12 @@ pub trait Target {
         None
     }
 
+    /// The consumers' visibility timeout when the target fixes it itself
+    /// (a compose stack); `None` when the plan's value was applied.
+    fn visibility_timeout_secs(&self) -> Option<u32> {
+        None
+    }
+
     /// How many instances of `service` run (faults hit the first).
     fn instances(&self, _service: Service) -> usize {
         1
