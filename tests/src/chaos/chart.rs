@@ -31,7 +31,7 @@ pub fn draw(path: &Path, title: &str, seconds: &[Second], faults: &[Window]) -> 
         .max()
         .unwrap_or(1)
         .max(1) as f64
-        * 1.15;
+        * 1.4;
     let root = SVGBackend::new(path, (960, 420)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)

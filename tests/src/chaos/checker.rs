@@ -18,7 +18,7 @@
 //! - **accounting**: each inbox absorbed at least the duplicates injected
 //!   into its queues.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -291,7 +291,10 @@ pub fn check(history: &[Attempt], state: &SystemState, expect: &Expectations) ->
             leftovers.push(format!("{queue} holds {depth:?}"));
         }
     }
-    let mut poison_found: HashSet<usize> = HashSet::new();
+    // Dead-lettering is at least once, like every delivery: a poison message
+    // redelivered before its first copy was deleted is dead-lettered again.
+    // Copies of a poisoned message are that message, not something else.
+    let mut poison_copies: BTreeMap<usize, usize> = BTreeMap::new();
     for dlq in &state.dlqs {
         for message in &dlq.messages {
             let preview = message.body_preview.as_deref().unwrap_or("");
@@ -300,8 +303,8 @@ pub fn check(history: &[Attempt], state: &SystemState, expect: &Expectations) ->
                 .iter()
                 .position(|p| p.dlq == dlq.dlq && preview.contains(&p.marker))
             {
-                Some(i) if poison_found.insert(i) => {}
-                _ => leftovers.push(format!(
+                Some(i) => *poison_copies.entry(i).or_default() += 1,
+                None => leftovers.push(format!(
                     "{} holds {} ({})",
                     dlq.dlq,
                     message.event_type.as_deref().unwrap_or("a message"),
@@ -319,10 +322,11 @@ pub fn check(history: &[Attempt], state: &SystemState, expect: &Expectations) ->
         }
     }
     for (i, poison) in expect.poison.iter().enumerate() {
-        if !poison_found.contains(&i) {
+        if !poison_copies.contains_key(&i) {
             leftovers.push(format!("the poison message is missing from {}", poison.dlq));
         }
     }
+    let copies: usize = poison_copies.values().sum();
     let drained = Criterion::new(
         "drained",
         "outboxes and queues empty; DLQs hold exactly the messages poisoned on purpose",
@@ -556,6 +560,48 @@ mod tests {
             failing(&check(&[ok(0, a)], &complete(&[(0, a)]), &expect)),
             ["drained"]
         );
+    }
+
+    fn dead_letter(dlq: &str, body: &str) -> infra::dlq::DlqListing {
+        infra::dlq::DlqListing {
+            queue: dlq.trim_end_matches("-dlq").into(),
+            dlq: dlq.into(),
+            depth: infra::dlq::Depth {
+                visible: 1,
+                in_flight: 0,
+            },
+            messages: vec![infra::dlq::DeadLetter {
+                message_id: Uuid::now_v7().to_string(),
+                event_id: None,
+                event_type: None,
+                order_id: None,
+                dead_lettered_by: infra::dlq::DeadLetteredBy::Consumer,
+                reason: "not an event envelope".into(),
+                receive_count: 1,
+                sent_at: None,
+                body_preview: Some(body.into()),
+            }],
+        }
+    }
+
+    #[test]
+    fn copies_of_the_poison_message_are_that_message_and_anything_else_is_a_leftover() {
+        let a = Uuid::now_v7();
+        let mut expect = expectations();
+        expect.poison.push(Poison {
+            dlq: "invoice-orders-dlq".into(),
+            marker: "poison-1".into(),
+        });
+        let mut state = complete(&[(0, a)]);
+        state.dlqs = vec![
+            dead_letter("invoice-orders-dlq", "poison-1: not an event"),
+            dead_letter("invoice-orders-dlq", "poison-1: not an event"),
+        ];
+        assert!(failing(&check(&[ok(0, a)], &state, &expect)).is_empty());
+        state
+            .dlqs
+            .push(dead_letter("notification-orders-dlq", "something else"));
+        assert_eq!(failing(&check(&[ok(0, a)], &state, &expect)), ["drained"]);
     }
 
     #[test]
