@@ -1,4 +1,4 @@
-"""Starts moto in server mode, with three narrow performance fixes.
+"""Starts moto in server mode, with narrow fixes for chaos experiments.
 
 Stock moto 5.2.5 slows down as a queue fills, which is exactly what chaos
 experiments and benchmarks do to it:
@@ -20,6 +20,15 @@ attribute when it is read (reading all of them costs what it did before), and
 self-test below compares the mapping with the stock property on queues of
 every kind.
 
+One more fix is about correctness, not speed. SQS hands out a FIFO queue's
+messages of one group only while none of that group is in flight. moto checks
+that against a snapshot taken when `ReceiveMessage` starts, and a long poll
+keeps its snapshot while it waits: two consumers polling one FIFO queue at
+once can each take a message of the same group, so an order's cancellation is
+handled beside its placement. The fix lets one `ReceiveMessage` at a time run
+on a FIFO queue (standard queues are untouched); the self-test shows the
+stock race and its absence.
+
 They are applied only to the pinned version whose code was read: the launcher
 checks moto's version and a hash of the source of every function the fixes
 stand in for, and refuses to start (exit status 3) when either differs, rather
@@ -36,6 +45,8 @@ import inspect
 import json
 import os
 import sys
+import threading
+import time
 from collections.abc import Mapping
 
 PINNED_VERSION = "5.2.5"
@@ -48,6 +59,7 @@ EXPECTED_SOURCES = {
     "moto.sqs.models.SQSBackend.is_message_valid_based_on_retention_period": "cca23b94a5f3af9d9c5af1c09ee5e615017bdf6bd032301cb321c06c7e595d4b",
     "moto.sqs.models.SQSBackend.get_queue_attributes": "58417223da457b5a0aac5ccc31b6646ed9b22c3b276a0f0d9fd5f3f13bd797ec",
     "moto.events.utils.EventTemplateParser.parse": "40a5a46a321811bb2643aaabb7b45c37f75644fcce9cb95524e729a43f0d97d7",
+    "moto.sqs.models.SQSBackend.receive_message": "065f3e5e7d2144089ce3b5d16d9306243ccd2f3ee11b44beb851292fadb7652f",
 }
 
 
@@ -65,6 +77,7 @@ def _sources():
         "moto.sqs.models.SQSBackend.is_message_valid_based_on_retention_period": SQSBackend.is_message_valid_based_on_retention_period,
         "moto.sqs.models.SQSBackend.get_queue_attributes": SQSBackend.get_queue_attributes,
         "moto.events.utils.EventTemplateParser.parse": EventTemplateParser.parse,
+        "moto.sqs.models.SQSBackend.receive_message": SQSBackend.receive_message,
     }
 
 
@@ -133,13 +146,33 @@ class QueueAttributes(Mapping):
         return len(self._names())
 
 
+def one_receive_at_a_time_on_fifo_queues(receive):
+    """Wraps `SQSBackend.receive_message` so that FIFO receives take turns."""
+    locks = {}
+    guard = threading.Lock()
+
+    @functools.wraps(receive)
+    def receive_message(self, queue_name, *args, **kwargs):
+        queue = self.get_queue(queue_name)
+        if not queue.fifo_queue:
+            return receive(self, queue_name, *args, **kwargs)
+        with guard:
+            lock = locks.setdefault(queue.queue_arn, threading.Lock())
+        with lock:
+            return receive(self, queue_name, *args, **kwargs)
+
+    receive_message.stock = receive
+    return receive_message
+
+
 def apply_fixes():
     import jsonpath_ng.ext
-    from moto.sqs.models import Queue
+    from moto.sqs.models import Queue, SQSBackend
 
     check_pinned()
     Queue.stock_attributes = Queue.attributes
     Queue.attributes = property(QueueAttributes)
+    SQSBackend.receive_message = one_receive_at_a_time_on_fifo_queues(SQSBackend.receive_message)
     # EventTemplateParser.parse imports `parse` from the module at each call,
     # so replacing the module attribute is enough. Parsed expressions hold no
     # per-call state.
@@ -181,6 +214,49 @@ def self_test():
         raise AssertionError("jsonpath_ng.ext.parse is not memoised")
     if [m.value for m in first.find({"detail": {"a": 1}})] != [{"a": 1}]:
         raise AssertionError("a memoised JSONPath expression finds nothing")
+    from moto.sqs.models import SQSBackend
+
+    if fifo_receives(SQSBackend.receive_message.stock) != ["second"]:
+        raise AssertionError("stock moto no longer shows the FIFO race: review the fix")
+    if fifo_receives(SQSBackend.receive_message) != []:
+        raise AssertionError("a FIFO group was handed to two consumers at once")
+
+
+def until(what, condition, deadline=5.0):
+    """Waits for `condition()` to hold, at most `deadline` seconds."""
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def fifo_receives(receive_message):
+    """Two consumers long-poll one FIFO queue; two messages of one group
+    arrive one after the other, the first staying in flight. Returns what the
+    consumer that did not get the first message got: nothing on SQS."""
+    from moto.sqs.models import sqs_backends
+
+    backend = sqs_backends["123456789012"]["us-east-1"]
+    name = f"self-test-{time.monotonic_ns()}.fifo"
+    queue = backend.create_queue(name, tags=None, FifoQueue="true", ContentBasedDeduplication="true")
+    got = {}
+
+    def consume(who):
+        got[who] = [m.body for m in receive_message(backend, name, 10, 2, 30)]
+
+    consumers = [threading.Thread(target=consume, args=(who,)) for who in ("a", "b")]
+    for c in consumers:
+        c.start()
+    # Both are inside: one long-polls, the other long-polls too (stock) or
+    # waits for its turn (fixed).
+    until("a consumer to long-poll", lambda: len(queue._messages_lock._waiters) >= 1)
+    backend.send_message(name, "first", group_id="g")
+    until("one consumer to get the first message", lambda: len(got) == 1)
+    backend.send_message(name, "second", group_id="g")
+    for c in consumers:
+        c.join(timeout=10)
+    return [bodies for bodies in got.values() if "first" not in bodies][0]
 
 
 def main(argv):
