@@ -11,6 +11,7 @@
 //!   variables and built only when an endpoint is set.
 //! - `propagation`: the W3C trace context in and out of HTTP headers, message
 //!   attributes and the event envelope, so one order is one trace.
+//! - `http`: the server span and the metrics of every HTTP request.
 //!
 //! The spans of one order (messaging and database attributes follow
 //! OpenTelemetry's semantic conventions):
@@ -32,6 +33,7 @@
 //! to the publish spans of the events it carried.
 
 pub mod export;
+pub mod http;
 pub mod logs;
 pub mod propagation;
 

@@ -186,3 +186,21 @@ pub async fn backlog(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
         .fetch_one(conn)
         .await
 }
+
+/// The backlog and the age of its oldest row (zero when there is none), for
+/// the metrics.
+pub async fn backlog_and_oldest_age(
+    conn: &mut PgConnection,
+) -> Result<(i64, std::time::Duration), sqlx::Error> {
+    let (backlog, age): (i64, f64) = sqlx::query_as(
+        "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 \
+         FROM outbox WHERE published_at IS NULL",
+    )
+    .fetch_one(conn)
+    .await?;
+    // `created_at` is the producer's clock: never report a negative age.
+    Ok((
+        backlog,
+        std::time::Duration::try_from_secs_f64(age).unwrap_or_default(),
+    ))
+}
