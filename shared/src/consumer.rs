@@ -23,10 +23,16 @@
 //!
 //! Receive errors are logged and backed off; the loop never ends on a bad
 //! message, only on shutdown.
+//!
+//! Each message is handled in a `process <queue>` span whose parent is the
+//! publisher's span: from the message attributes (SNS raw delivery keeps
+//! them), or else from the envelope (EventBridge delivers none, but the
+//! envelope travels inside `detail`). Every disposition is counted in the
+//! `consumer_*` metrics.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
@@ -37,11 +43,14 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::Mutex as AsyncMutex;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use tracing::field::Empty;
 
 use crate::config::ConsumerSettings;
 use crate::events::{Envelope, ReceivedEvent};
 use crate::failpoints;
 use crate::inbox;
+use crate::metrics::{self, FAILED_DEAD_LETTER, FAILED_RETRY, FailureLabels, QueueLabels};
+use crate::telemetry::propagation::{self, EnvelopeCarrier, SqsAttributeCarrier};
 use crate::topology::{Delivery, QueueSpec};
 
 /// The message attribute that says why a message was sent to a DLQ.
@@ -244,6 +253,9 @@ impl<H: Handler> Consumer<H> {
         messages: &[aws_sdk_sqs::types::Message],
         in_flight: &AsyncMutex<Vec<String>>,
     ) -> Result<PollOutcome, ConsumeError> {
+        metrics::get()
+            .consumer
+            .received(self.queue.name, messages.len());
         let mut outcome = PollOutcome::default();
         let mut to_delete = Vec::new();
         // On a FIFO queue, the groups (orders) whose earlier message is being
@@ -268,11 +280,9 @@ impl<H: Handler> Consumer<H> {
                 Some(group) if held_groups.contains(group) => Disposition::Retry(format!(
                     "an earlier message of group {group} is being retried"
                 )),
-                _ => {
-                    self.dispose(message.body().unwrap_or(""), receive_count)
-                        .await
-                }
+                _ => self.dispose(message, receive_count).await,
             };
+            self.count(&disposition);
             if let (Disposition::Retry(_), Some(group)) = (&disposition, group) {
                 held_groups.insert(group);
             }
@@ -314,26 +324,81 @@ impl<H: Handler> Consumer<H> {
         Ok(outcome)
     }
 
-    /// Decides what to do with one message body, applying it if it is good.
-    async fn dispose(&self, body: &str, receive_count: u32) -> Disposition {
-        let event = match self.decode(body) {
-            Ok(event) => event,
+    fn count(&self, disposition: &Disposition) {
+        let consumer = &metrics::get().consumer;
+        let queue = self.queue.name;
+        let counter = match disposition {
+            Disposition::Processed => consumer.processed.get_or_create(&QueueLabels { queue }),
+            Disposition::Duplicate => consumer.duplicates.get_or_create(&QueueLabels { queue }),
+            Disposition::Retry(_) => consumer.failed.get_or_create(&FailureLabels {
+                queue,
+                outcome: FAILED_RETRY,
+            }),
+            Disposition::DeadLettered(_) => consumer.failed.get_or_create(&FailureLabels {
+                queue,
+                outcome: FAILED_DEAD_LETTER,
+            }),
+        };
+        counter.inc();
+    }
+
+    /// Decides what to do with one message, applying it if it is good, in a
+    /// span that continues the publisher's trace.
+    async fn dispose(
+        &self,
+        message: &aws_sdk_sqs::types::Message,
+        receive_count: u32,
+    ) -> Disposition {
+        let decoded = self.decode(message.body().unwrap_or(""));
+        let span = tracing::info_span!(
+            "consumer.process",
+            otel.name = format!("process {}", self.queue.name),
+            otel.kind = "consumer",
+            otel.status_description = Empty,
+            messaging.system = "aws_sqs",
+            messaging.destination.name = self.queue.name,
+            messaging.operation.type = "process",
+            messaging.operation.name = "process",
+            messaging.message.id = message.message_id().unwrap_or_default(),
+            messaging.message.conversation_id = Empty,
+            queue = self.queue.name,
+            event_id = Empty,
+            event_type = Empty,
+            order_id = Empty,
+            correlation_id = Empty,
+            receive_count,
+        );
+        // Set right after creating the span: its parent is fixed once it starts.
+        let mut parent = propagation::extract(&SqsAttributeCarrier(message.message_attributes()));
+        if !propagation::has_span(&parent)
+            && let Ok((_, from_envelope)) = &decoded
+        {
+            parent = from_envelope.clone();
+        }
+        propagation::set_parent(&span, parent);
+        let event = match decoded {
+            Ok((event, _)) => event,
             Err(reason) => {
-                tracing::error!(%reason, queue = self.queue.name, "poison message refused");
+                span.record("otel.status_description", &reason);
+                span.in_scope(|| tracing::error!(%reason, "poison message refused"));
                 return Disposition::DeadLettered(reason);
             }
         };
-        let span = tracing::info_span!(
-            "consumer.handle",
-            queue = self.queue.name,
-            event_id = %event.id,
-            event_type = event.event.event_type().as_str(),
-            order_id = %event.event.order_id(),
-            correlation_id = %event.correlation_id,
-            receive_count,
+        span.record("event_id", tracing::field::display(event.id));
+        span.record("event_type", event.event.event_type().as_str());
+        span.record("order_id", tracing::field::display(event.event.order_id()));
+        span.record("correlation_id", event.correlation_id.as_str());
+        span.record(
+            "messaging.message.conversation_id",
+            event.correlation_id.as_str(),
         );
         async {
-            match self.apply(&event).await {
+            let started = Instant::now();
+            let applied = self.apply(&event).await;
+            metrics::get()
+                .consumer
+                .handled(self.queue.name, started.elapsed());
+            match applied {
                 Ok(true) => {
                     tracing::info!("event applied");
                     Disposition::Processed
@@ -342,8 +407,12 @@ impl<H: Handler> Consumer<H> {
                     tracing::info!("duplicate event skipped");
                     Disposition::Duplicate
                 }
-                Err(HandlerError::Retry(reason)) => Disposition::Retry(reason),
+                Err(HandlerError::Retry(reason)) => {
+                    tracing::Span::current().record("otel.status_description", &reason);
+                    Disposition::Retry(reason)
+                }
                 Err(HandlerError::Reject(reason)) => {
+                    tracing::Span::current().record("otel.status_description", &reason);
                     tracing::error!(%reason, "handler rejected the event");
                     Disposition::DeadLettered(reason)
                 }
@@ -353,8 +422,9 @@ impl<H: Handler> Consumer<H> {
         .await
     }
 
-    fn decode(&self, body: &str) -> Result<ReceivedEvent, String> {
-        let envelope: Envelope = match self.queue.delivery() {
+    /// The event in `body`, and the trace context its envelope carries.
+    fn decode(&self, body: &str) -> Result<(ReceivedEvent, opentelemetry::Context), String> {
+        let mut envelope: Envelope = match self.queue.delivery() {
             Delivery::SnsRaw => {
                 serde_json::from_str(body).map_err(|e| format!("not an event envelope: {e}"))?
             }
@@ -369,6 +439,7 @@ impl<H: Handler> Consumer<H> {
                 ev.detail
             }
         };
+        let trace = propagation::extract(&EnvelopeCarrier(&mut envelope));
         let event = ReceivedEvent::decode(envelope).map_err(|e| e.to_string())?;
         let ty = event.event.event_type();
         if !self.queue.event_types.contains(&ty) {
@@ -385,7 +456,7 @@ impl<H: Handler> Consumer<H> {
                 event.source, expected, self.queue.name
             ));
         }
-        Ok(event)
+        Ok((event, trace))
     }
 
     /// The inbox transaction: `Ok(false)` for a duplicate.
