@@ -5,7 +5,7 @@
 //!   the three services as separate processes, and stops them all on drop.
 //!   The demo (`src/bin/demo.rs`) and every end-to-end test use it.
 //! - `client`: a small HTTP client for the three services' APIs.
-//! - `probe`: queue depths, inbox and outbox rows, for assertions.
+//! - `probe`: queue depths, inbox and outbox rows, metrics, for assertions.
 
 pub mod client;
 pub mod probe;

@@ -5,9 +5,11 @@
 //! - `postgres`: an ephemeral PostgreSQL cluster in a temporary directory, on a
 //!   free port, run as an unprivileged user when we are root.
 //! - `moto`: the moto AWS emulator in server mode, from the project's venv.
+//! - `otlp`: an OTLP/HTTP receiver that keeps the spans services export.
 //! - `wait`: waiting on a condition with a deadline, never a fixed sleep.
 
 pub mod moto;
+pub mod otlp;
 pub mod postgres;
 pub mod process;
 pub mod wait;
