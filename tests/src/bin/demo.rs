@@ -151,6 +151,10 @@ async fn main() -> anyhow::Result<()> {
         client.notification, placed[0]
     );
     println!(
+        "  curl {}/metrics   (each service; logs carry trace_id and order_id)",
+        client.order
+    );
+    println!(
         "  AWS_ENDPOINT_URL={} (moto; dashboard at {}/moto-api/)",
         stack.moto.endpoint(),
         stack.moto.endpoint()
