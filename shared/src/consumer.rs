@@ -276,48 +276,56 @@ impl<H: Handler> Consumer<H> {
                 .attributes()
                 .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
                 .cloned();
-            let disposition = match &group {
-                Some(group) if held_groups.contains(group) => Disposition::Retry(format!(
-                    "an earlier message of group {group} is being retried"
-                )),
+            let (disposition, span) = match &group {
+                Some(group) if held_groups.contains(group) => (
+                    Disposition::Retry(format!(
+                        "an earlier message of group {group} is being retried"
+                    )),
+                    tracing::Span::none(),
+                ),
                 _ => self.dispose(message, receive_count).await,
             };
             self.count(&disposition);
             if let (Disposition::Retry(_), Some(group)) = (&disposition, group) {
                 held_groups.insert(group);
             }
-            match &disposition {
-                Disposition::Processed | Disposition::Duplicate => {
-                    to_delete.push(receipt.to_string())
-                }
-                Disposition::DeadLettered(reason) => {
-                    match self.dead_letter(message, reason).await {
-                        Ok(()) => to_delete.push(receipt.to_string()),
-                        // Not deleted: it comes back and the redrive policy
-                        // moves it to the DLQ after maxReceiveCount.
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot send to the DLQ; leaving the message for redrive")
+            // The DLQ send and the retry delay belong to the message's span.
+            async {
+                match &disposition {
+                    Disposition::Processed | Disposition::Duplicate => {
+                        to_delete.push(receipt.to_string())
+                    }
+                    Disposition::DeadLettered(reason) => {
+                        match self.dead_letter(message, reason).await {
+                            Ok(()) => to_delete.push(receipt.to_string()),
+                            // Not deleted: it comes back and the redrive policy
+                            // moves it to the DLQ after maxReceiveCount.
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot send to the DLQ; leaving the message for redrive")
+                            }
+                        }
+                    }
+                    Disposition::Retry(reason) => {
+                        // Its visibility is now the retry delay, not the heartbeat's.
+                        in_flight.lock().await.retain(|r| r != receipt);
+                        let delay = retry_delay(receive_count, self.retry_max_delay);
+                        tracing::warn!(%reason, receive_count, retry_in = ?delay, "message will be retried");
+                        if let Err(e) = self
+                            .sqs
+                            .change_message_visibility()
+                            .queue_url(&self.queue_url)
+                            .receipt_handle(receipt)
+                            .visibility_timeout(delay.as_secs() as i32)
+                            .send()
+                            .await
+                        {
+                            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "cannot delay the retry");
                         }
                     }
                 }
-                Disposition::Retry(reason) => {
-                    // Its visibility is now the retry delay, not the heartbeat's.
-                    in_flight.lock().await.retain(|r| r != receipt);
-                    let delay = retry_delay(receive_count, self.retry_max_delay);
-                    tracing::warn!(%reason, receive_count, retry_in = ?delay, "message will be retried");
-                    if let Err(e) = self
-                        .sqs
-                        .change_message_visibility()
-                        .queue_url(&self.queue_url)
-                        .receipt_handle(receipt)
-                        .visibility_timeout(delay.as_secs() as i32)
-                        .send()
-                        .await
-                    {
-                        tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "cannot delay the retry");
-                    }
-                }
             }
+            .instrument(span)
+            .await;
             outcome.dispositions.push(disposition);
         }
         self.delete(to_delete).await?;
@@ -343,12 +351,12 @@ impl<H: Handler> Consumer<H> {
     }
 
     /// Decides what to do with one message, applying it if it is good, in a
-    /// span that continues the publisher's trace.
+    /// span that continues the publisher's trace; returns the span too.
     async fn dispose(
         &self,
         message: &aws_sdk_sqs::types::Message,
         receive_count: u32,
-    ) -> Disposition {
+    ) -> (Disposition, tracing::Span) {
         let decoded = self.decode(message.body().unwrap_or(""));
         let span = tracing::info_span!(
             "consumer.process",
@@ -381,7 +389,7 @@ impl<H: Handler> Consumer<H> {
             Err(reason) => {
                 span.record("otel.status_description", &reason);
                 span.in_scope(|| tracing::error!(%reason, "poison message refused"));
-                return Disposition::DeadLettered(reason);
+                return (Disposition::DeadLettered(reason), span);
             }
         };
         span.record("event_id", tracing::field::display(event.id));
@@ -392,7 +400,7 @@ impl<H: Handler> Consumer<H> {
             "messaging.message.conversation_id",
             event.correlation_id.as_str(),
         );
-        async {
+        let disposition = async {
             let started = Instant::now();
             let applied = self.apply(&event).await;
             metrics::get()
@@ -418,8 +426,9 @@ impl<H: Handler> Consumer<H> {
                 }
             }
         }
-        .instrument(span)
-        .await
+        .instrument(span.clone())
+        .await;
+        (disposition, span)
     }
 
     /// The event in `body`, and the trace context its envelope carries.
