@@ -2,9 +2,11 @@
 //!
 //! `Runtime::connect` loads the AWS configuration, opens the database pool and
 //! applies migrations. `Runtime::run` then spawns the outbox relay (for a
-//! service that publishes) and the consumers of the service's queues on one
-//! `TaskTracker`, serves HTTP, and on shutdown lets everything finish its
-//! current step before returning, within `SHUTDOWN_TIMEOUT_MS`.
+//! service that publishes), the consumers of the service's queues and the
+//! metrics sampler on one `TaskTracker`, serves HTTP (the service's routes,
+//! the health routes and `/metrics`, each request traced and measured), and
+//! on shutdown lets everything finish its current step before returning,
+//! within `SHUTDOWN_TIMEOUT_MS`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,13 +18,13 @@ use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower_http::trace::TraceLayer;
 
 use crate::aws::{self, AwsClients};
 use crate::config::{CommonSettings, ConfigError};
 use crate::consumer::{Consumer, Handler};
 use crate::db;
 use crate::health::{self, Readiness};
+use crate::metrics::{self, sampler::Sampler};
 use crate::outbox::{EventBridgePublisher, Relay, SnsPublisher};
 use crate::topology::{Channel, Service, Topology};
 
@@ -142,9 +144,11 @@ impl Runtime {
     ) -> Result<(), StartupError> {
         self.spawn_relay(&shutdown).await?;
         self.spawn_consumers(handler, &shutdown).await?;
+        self.spawn_sampler(&shutdown);
         let app = router
             .merge(health::routes(self.readiness()))
-            .layer(TraceLayer::new_for_http());
+            .merge(metrics::routes())
+            .layer(axum::middleware::from_fn(crate::telemetry::http::observe));
         tracing::info!(service = self.service.name(), addr = %listener.local_addr()?, "serving");
         let http_shutdown = shutdown.clone();
         let served = axum::serve(listener, app)
@@ -188,12 +192,27 @@ impl Runtime {
         Ok(())
     }
 
+    /// Samples the outbox backlog (for a service that publishes) and the DLQ
+    /// depths of the service's queues.
+    fn spawn_sampler(&self, shutdown: &CancellationToken) {
+        let topology = Topology::declare(self.settings.orders_chain);
+        let sampler = Sampler::new(
+            self.pool.clone(),
+            self.aws.sqs.clone(),
+            topology.channel_of(self.service).is_some(),
+            &topology.queues_of(self.service),
+            self.settings.metrics_sample_interval,
+        );
+        self.tracker.spawn(sampler.run(shutdown.clone()));
+    }
+
     async fn spawn_consumers<H: Handler>(
         &self,
         handler: Arc<H>,
         shutdown: &CancellationToken,
     ) -> Result<(), StartupError> {
         for queue in Topology::declare(self.settings.orders_chain).queues_of(self.service) {
+            metrics::get().register_queue(queue.name);
             for _ in 0..self.settings.consumer.concurrency {
                 let consumer = Consumer::new(
                     self.aws.sqs.clone(),

@@ -97,6 +97,9 @@ pub struct CommonSettings {
     /// `FAILPOINTS`, unset by default: fail points to arm, for tests
     /// (see `crate::failpoints`).
     pub failpoints: Option<String>,
+    /// `METRICS_SAMPLE_INTERVAL_MS`, default 15000: how often the outbox
+    /// backlog and the DLQ depths are sampled (see `crate::metrics`).
+    pub metrics_sample_interval: Duration,
 }
 
 /// Settings of the outbox relay.
@@ -173,6 +176,15 @@ impl CommonSettings {
                 "must be between 1 and 43200 (the SQS maximum)",
             ));
         }
+        let metrics_sample_interval = env.millis_or("METRICS_SAMPLE_INTERVAL_MS", 15_000)?;
+        if !(Duration::from_millis(100)..=Duration::from_secs(3600))
+            .contains(&metrics_sample_interval)
+        {
+            return Err(ConfigError::new(
+                "METRICS_SAMPLE_INTERVAL_MS",
+                "must be between 100 and 3600000",
+            ));
+        }
         Ok(CommonSettings {
             port: env.parse_or("PORT", default_port)?,
             database_url: SecretString::from(database_url),
@@ -193,6 +205,7 @@ impl CommonSettings {
             shutdown_timeout: env.millis_or("SHUTDOWN_TIMEOUT_MS", 20_000)?,
             orders_chain: env.parse_or(Chain::VARIABLE, Chain::Standard)?,
             failpoints: env.get(crate::failpoints::VARIABLE),
+            metrics_sample_interval,
         })
     }
 }
@@ -212,6 +225,20 @@ mod tests {
         assert_eq!(s.consumer.wait_time_secs, 10);
         assert_eq!(s.consumer.visibility_timeout_secs, 30);
         assert_eq!(s.consumer.retry_max_delay, Duration::from_secs(300));
+        assert_eq!(s.metrics_sample_interval, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn a_metrics_sample_interval_below_100_ms_is_refused() {
+        let err = CommonSettings::from_env(
+            &env(&[
+                ("DATABASE_URL", "postgres://x"),
+                ("METRICS_SAMPLE_INTERVAL_MS", "5"),
+            ]),
+            1,
+        )
+        .expect_err("must fail");
+        assert_eq!(err.name, "METRICS_SAMPLE_INTERVAL_MS");
     }
 
     #[test]

@@ -23,10 +23,16 @@
 //!
 //! Receive errors are logged and backed off; the loop never ends on a bad
 //! message, only on shutdown.
+//!
+//! Each message is handled in a `process <queue>` span whose parent is the
+//! publisher's span: from the message attributes (SNS raw delivery keeps
+//! them), or else from the envelope (EventBridge delivers none, but the
+//! envelope travels inside `detail`). Every disposition is counted in the
+//! `consumer_*` metrics.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
@@ -37,11 +43,14 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::Mutex as AsyncMutex;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use tracing::field::Empty;
 
 use crate::config::ConsumerSettings;
 use crate::events::{Envelope, ReceivedEvent};
 use crate::failpoints;
 use crate::inbox;
+use crate::metrics::{self, FAILED_DEAD_LETTER, FAILED_RETRY, FailureLabels, QueueLabels};
+use crate::telemetry::propagation::{self, EnvelopeCarrier, SqsAttributeCarrier};
 use crate::topology::{Delivery, QueueSpec};
 
 /// The message attribute that says why a message was sent to a DLQ.
@@ -244,6 +253,9 @@ impl<H: Handler> Consumer<H> {
         messages: &[aws_sdk_sqs::types::Message],
         in_flight: &AsyncMutex<Vec<String>>,
     ) -> Result<PollOutcome, ConsumeError> {
+        metrics::get()
+            .consumer
+            .received(self.queue.name, messages.len());
         let mut outcome = PollOutcome::default();
         let mut to_delete = Vec::new();
         // On a FIFO queue, the groups (orders) whose earlier message is being
@@ -264,76 +276,137 @@ impl<H: Handler> Consumer<H> {
                 .attributes()
                 .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
                 .cloned();
-            let disposition = match &group {
-                Some(group) if held_groups.contains(group) => Disposition::Retry(format!(
-                    "an earlier message of group {group} is being retried"
-                )),
-                _ => {
-                    self.dispose(message.body().unwrap_or(""), receive_count)
-                        .await
-                }
+            let (disposition, span) = match &group {
+                Some(group) if held_groups.contains(group) => (
+                    Disposition::Retry(format!(
+                        "an earlier message of group {group} is being retried"
+                    )),
+                    tracing::Span::none(),
+                ),
+                _ => self.dispose(message, receive_count).await,
             };
+            self.count(&disposition);
             if let (Disposition::Retry(_), Some(group)) = (&disposition, group) {
                 held_groups.insert(group);
             }
-            match &disposition {
-                Disposition::Processed | Disposition::Duplicate => {
-                    to_delete.push(receipt.to_string())
-                }
-                Disposition::DeadLettered(reason) => {
-                    match self.dead_letter(message, reason).await {
-                        Ok(()) => to_delete.push(receipt.to_string()),
-                        // Not deleted: it comes back and the redrive policy
-                        // moves it to the DLQ after maxReceiveCount.
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot send to the DLQ; leaving the message for redrive")
+            // The DLQ send and the retry delay belong to the message's span.
+            async {
+                match &disposition {
+                    Disposition::Processed | Disposition::Duplicate => {
+                        to_delete.push(receipt.to_string())
+                    }
+                    Disposition::DeadLettered(reason) => {
+                        match self.dead_letter(message, reason).await {
+                            Ok(()) => to_delete.push(receipt.to_string()),
+                            // Not deleted: it comes back and the redrive policy
+                            // moves it to the DLQ after maxReceiveCount.
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot send to the DLQ; leaving the message for redrive")
+                            }
+                        }
+                    }
+                    Disposition::Retry(reason) => {
+                        // Its visibility is now the retry delay, not the heartbeat's.
+                        in_flight.lock().await.retain(|r| r != receipt);
+                        let delay = retry_delay(receive_count, self.retry_max_delay);
+                        tracing::warn!(%reason, receive_count, retry_in = ?delay, "message will be retried");
+                        if let Err(e) = self
+                            .sqs
+                            .change_message_visibility()
+                            .queue_url(&self.queue_url)
+                            .receipt_handle(receipt)
+                            .visibility_timeout(delay.as_secs() as i32)
+                            .send()
+                            .await
+                        {
+                            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "cannot delay the retry");
                         }
                     }
                 }
-                Disposition::Retry(reason) => {
-                    // Its visibility is now the retry delay, not the heartbeat's.
-                    in_flight.lock().await.retain(|r| r != receipt);
-                    let delay = retry_delay(receive_count, self.retry_max_delay);
-                    tracing::warn!(%reason, receive_count, retry_in = ?delay, "message will be retried");
-                    if let Err(e) = self
-                        .sqs
-                        .change_message_visibility()
-                        .queue_url(&self.queue_url)
-                        .receipt_handle(receipt)
-                        .visibility_timeout(delay.as_secs() as i32)
-                        .send()
-                        .await
-                    {
-                        tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "cannot delay the retry");
-                    }
-                }
             }
+            .instrument(span)
+            .await;
             outcome.dispositions.push(disposition);
         }
         self.delete(to_delete).await?;
         Ok(outcome)
     }
 
-    /// Decides what to do with one message body, applying it if it is good.
-    async fn dispose(&self, body: &str, receive_count: u32) -> Disposition {
-        let event = match self.decode(body) {
-            Ok(event) => event,
-            Err(reason) => {
-                tracing::error!(%reason, queue = self.queue.name, "poison message refused");
-                return Disposition::DeadLettered(reason);
-            }
+    fn count(&self, disposition: &Disposition) {
+        let consumer = &metrics::get().consumer;
+        let queue = self.queue.name;
+        let counter = match disposition {
+            Disposition::Processed => consumer.processed.get_or_create(&QueueLabels { queue }),
+            Disposition::Duplicate => consumer.duplicates.get_or_create(&QueueLabels { queue }),
+            Disposition::Retry(_) => consumer.failed.get_or_create(&FailureLabels {
+                queue,
+                outcome: FAILED_RETRY,
+            }),
+            Disposition::DeadLettered(_) => consumer.failed.get_or_create(&FailureLabels {
+                queue,
+                outcome: FAILED_DEAD_LETTER,
+            }),
         };
+        counter.inc();
+    }
+
+    /// Decides what to do with one message, applying it if it is good, in a
+    /// span that continues the publisher's trace; returns the span too.
+    async fn dispose(
+        &self,
+        message: &aws_sdk_sqs::types::Message,
+        receive_count: u32,
+    ) -> (Disposition, tracing::Span) {
+        let decoded = self.decode(message.body().unwrap_or(""));
         let span = tracing::info_span!(
-            "consumer.handle",
+            "consumer.process",
+            otel.name = format!("process {}", self.queue.name),
+            otel.kind = "consumer",
+            otel.status_description = Empty,
+            messaging.system = "aws_sqs",
+            messaging.destination.name = self.queue.name,
+            messaging.operation.type = "process",
+            messaging.operation.name = "process",
+            messaging.message.id = message.message_id().unwrap_or_default(),
+            messaging.message.conversation_id = Empty,
             queue = self.queue.name,
-            event_id = %event.id,
-            event_type = event.event.event_type().as_str(),
-            order_id = %event.event.order_id(),
-            correlation_id = %event.correlation_id,
+            event_id = Empty,
+            event_type = Empty,
+            order_id = Empty,
+            correlation_id = Empty,
             receive_count,
         );
-        async {
-            match self.apply(&event).await {
+        // Set right after creating the span: its parent is fixed once it starts.
+        let mut parent = propagation::extract(&SqsAttributeCarrier(message.message_attributes()));
+        if !propagation::has_span(&parent)
+            && let Ok((_, from_envelope)) = &decoded
+        {
+            parent = from_envelope.clone();
+        }
+        propagation::set_parent(&span, parent);
+        let event = match decoded {
+            Ok((event, _)) => event,
+            Err(reason) => {
+                span.record("otel.status_description", &reason);
+                span.in_scope(|| tracing::error!(%reason, "poison message refused"));
+                return (Disposition::DeadLettered(reason), span);
+            }
+        };
+        span.record("event_id", tracing::field::display(event.id));
+        span.record("event_type", event.event.event_type().as_str());
+        span.record("order_id", tracing::field::display(event.event.order_id()));
+        span.record("correlation_id", event.correlation_id.as_str());
+        span.record(
+            "messaging.message.conversation_id",
+            event.correlation_id.as_str(),
+        );
+        let disposition = async {
+            let started = Instant::now();
+            let applied = self.apply(&event).await;
+            metrics::get()
+                .consumer
+                .handled(self.queue.name, started.elapsed());
+            match applied {
                 Ok(true) => {
                     tracing::info!("event applied");
                     Disposition::Processed
@@ -342,19 +415,25 @@ impl<H: Handler> Consumer<H> {
                     tracing::info!("duplicate event skipped");
                     Disposition::Duplicate
                 }
-                Err(HandlerError::Retry(reason)) => Disposition::Retry(reason),
+                Err(HandlerError::Retry(reason)) => {
+                    tracing::Span::current().record("otel.status_description", &reason);
+                    Disposition::Retry(reason)
+                }
                 Err(HandlerError::Reject(reason)) => {
+                    tracing::Span::current().record("otel.status_description", &reason);
                     tracing::error!(%reason, "handler rejected the event");
                     Disposition::DeadLettered(reason)
                 }
             }
         }
-        .instrument(span)
-        .await
+        .instrument(span.clone())
+        .await;
+        (disposition, span)
     }
 
-    fn decode(&self, body: &str) -> Result<ReceivedEvent, String> {
-        let envelope: Envelope = match self.queue.delivery() {
+    /// The event in `body`, and the trace context its envelope carries.
+    fn decode(&self, body: &str) -> Result<(ReceivedEvent, opentelemetry::Context), String> {
+        let mut envelope: Envelope = match self.queue.delivery() {
             Delivery::SnsRaw => {
                 serde_json::from_str(body).map_err(|e| format!("not an event envelope: {e}"))?
             }
@@ -369,6 +448,7 @@ impl<H: Handler> Consumer<H> {
                 ev.detail
             }
         };
+        let trace = propagation::extract(&EnvelopeCarrier(&mut envelope));
         let event = ReceivedEvent::decode(envelope).map_err(|e| e.to_string())?;
         let ty = event.event.event_type();
         if !self.queue.event_types.contains(&ty) {
@@ -385,7 +465,7 @@ impl<H: Handler> Consumer<H> {
                 event.source, expected, self.queue.name
             ));
         }
-        Ok(event)
+        Ok((event, trace))
     }
 
     /// The inbox transaction: `Ok(false)` for a duplicate.

@@ -4,6 +4,9 @@
 //! `source`, `type`, `time`, `subject`, `datacontenttype`, `data`) plus two
 //! extension attributes: `dataversion`, the schema version of `data`, and
 //! `correlationid`, which ties every event of one order's journey together.
+//! The optional `traceparent` and `tracestate` (CloudEvents' Distributed
+//! Tracing extension) carry the trace context wherever the envelope goes; the
+//! outbox fills them in, see `crate::telemetry::propagation`.
 //!
 //! Event ids are UUID v7: they sort by creation time and are the key of every
 //! consumer's inbox, so a redelivered, redriven or replayed event is known by
@@ -120,6 +123,16 @@ pub struct Envelope<T = serde_json::Value> {
     /// The payload, described by the schema file named after `type` and
     /// `dataversion`, such as `order-placed.v2.schema.json`.
     pub data: T,
+    /// The W3C trace context of the span that published the event
+    /// (CloudEvents Distributed Tracing extension): a consumer continues the
+    /// trace from here when the message carries no attributes, as on
+    /// EventBridge. Absent from events written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// Vendor trace state that goes with `traceparent` (CloudEvents
+    /// Distributed Tracing extension); absent when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
 }
 
 impl Envelope<serde_json::Value> {
@@ -136,6 +149,8 @@ impl Envelope<serde_json::Value> {
             correlationid: correlation_id.to_string(),
             datacontenttype: "application/json".to_string(),
             data: event.data_json(),
+            traceparent: None,
+            tracestate: None,
         }
     }
 }
@@ -436,6 +451,20 @@ mod tests {
         }
         assert_eq!(json["type"], "OrderPlaced");
         assert_eq!(env.id.get_version_num(), 7);
+    }
+
+    #[test]
+    fn the_trace_context_is_written_only_when_present_and_read_when_absent() {
+        let mut env = Envelope::new(Service::Order, &placed(), "c");
+        let json = serde_json::to_value(&env).expect("serialise");
+        assert!(json.get("traceparent").is_none() && json.get("tracestate").is_none());
+
+        env.traceparent = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
+        let json = serde_json::to_string(&env).expect("serialise");
+        let back: Envelope = serde_json::from_str(&json).expect("parse");
+        assert_eq!(back.traceparent, env.traceparent);
+        assert_eq!(back.tracestate, None);
+        assert!(ReceivedEvent::decode(back).is_ok());
     }
 
     #[test]

@@ -13,6 +13,18 @@ use uuid::Uuid;
 use crate::events::ReceivedEvent;
 
 /// Records `event` as applied; `false` when it already was (a duplicate).
+#[tracing::instrument(
+    name = "inbox.record",
+    skip_all,
+    fields(
+        otel.name = "INSERT inbox",
+        otel.kind = "client",
+        db.system.name = "postgresql",
+        db.operation.name = "INSERT",
+        db.collection.name = "inbox",
+    ),
+    err
+)]
 pub async fn record(
     conn: &mut PgConnection,
     event: &ReceivedEvent,

@@ -4,8 +4,9 @@
 //! - `events`, `money`: the event contracts and the money types they carry.
 //! - `outbox`, `inbox`, `consumer`: the delivery guarantees (transactional
 //!   outbox and relay; idempotent consumption from SQS).
-//! - `config`, `aws`, `db`, `telemetry`, `shutdown`, `health`, `problem`: the
-//!   plumbing every service needs, set up the same way everywhere.
+//! - `config`, `aws`, `db`, `telemetry`, `metrics`, `shutdown`, `health`,
+//!   `problem`: the plumbing every service needs, set up the same way
+//!   everywhere.
 //! - `app`: the runtime that wires these together for one service.
 //!
 //! A service crate keeps only its own domain, API, storage and handlers.
@@ -19,6 +20,7 @@ pub mod events;
 pub mod failpoints;
 pub mod health;
 pub mod inbox;
+pub mod metrics;
 pub mod money;
 pub mod outbox;
 pub mod problem;

@@ -6,7 +6,7 @@
 //!   The demo (`src/bin/demo.rs`) and every end-to-end test use it.
 //! - `client`: a small HTTP client for the three services' APIs.
 //! - `chaos`: the chaos experiments (the `chaos` command and the chaos tests).
-//! - `probe`: queue depths, inbox and outbox rows, for assertions.
+//! - `probe`: queue depths, inbox and outbox rows, metrics, for assertions.
 
 pub mod chaos;
 pub mod client;

@@ -1,5 +1,5 @@
-//! Looking inside the running system: queue depths, inbox and outbox rows.
-//! Tests assert on these, not on logs.
+//! Looking inside the running system: queue depths, inbox and outbox rows,
+//! the services' metrics. Tests assert on these, not on logs.
 
 use std::time::Duration;
 
@@ -70,4 +70,44 @@ pub async fn outbox_event(
     .bind(order_id.to_string())
     .fetch_optional(db)
     .await?)
+}
+
+/// One scrape of a service's `GET /metrics`: each sample's value by its
+/// series, `name{label="value",…}` exactly as the service writes it.
+#[derive(Debug, Clone, Default)]
+pub struct Scrape(pub std::collections::BTreeMap<String, f64>);
+
+impl Scrape {
+    /// The value of `name` with `labels`, given in the order the service
+    /// writes them; `None` when there is no such series.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let key = if labels.is_empty() {
+            name.to_string()
+        } else {
+            let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+            format!("{name}{{{}}}", labels.join(","))
+        };
+        self.0.get(&key).copied()
+    }
+}
+
+/// Reads `base/metrics` (OpenMetrics text).
+pub async fn scrape(http: &reqwest::Client, base: &str) -> anyhow::Result<Scrape> {
+    let response = http.get(format!("{base}/metrics")).send().await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "GET /metrics: {}",
+        response.status()
+    );
+    let text = response.text().await?;
+    let mut samples = std::collections::BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        if let Some((series, value)) = line.rsplit_once(' ') {
+            samples.insert(series.to_string(), value.parse::<f64>()?);
+        }
+    }
+    Ok(Scrape(samples))
 }

@@ -70,6 +70,13 @@ impl StackOptions {
         self
     }
 
+    /// Sets `key=value` for every service.
+    pub fn with_service_env(mut self, key: &str, value: &str) -> Self {
+        self.service_env.retain(|(k, _)| k != key);
+        self.service_env.push((key.to_string(), value.to_string()));
+        self
+    }
+
     /// Sets `key=value` for one service only.
     pub fn with_env(mut self, service: Service, key: &str, value: &str) -> Self {
         self.env_for

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use invoice::startup::{self, Settings};
 use shared::app::StartupError;
 use shared::config::Env;
+use shared::topology::Service;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -11,7 +12,7 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), StartupError> {
     let env = Env::process();
-    shared::telemetry::init(&env)?;
+    let _telemetry = shared::telemetry::init(&env, Service::Invoice)?;
     let app = startup::build(Settings::from_env(&env)?).await?;
     startup::run(app, shared::shutdown::on_signals()).await
 }

@@ -37,7 +37,8 @@ pub enum LimitError {
 }
 
 /// The string message attributes an event travels with (the event type, which
-/// subscription filter policies match on, and later the trace context).
+/// subscription filter policies match on, and the W3C trace context: at most
+/// three of the nine).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct MessageAttributes(BTreeMap<String, String>);
@@ -56,6 +57,11 @@ impl MessageAttributes {
         }
         self.0.insert(name.to_string(), value.to_string());
         Ok(())
+    }
+
+    /// Removes an attribute, returning its value.
+    pub fn remove(&mut self, name: &str) -> Option<String> {
+        self.0.remove(name)
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {

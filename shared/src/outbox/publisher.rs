@@ -15,8 +15,9 @@ use super::store::OutboxMessage;
 #[error("publish call failed: {0}")]
 pub struct PublishError(pub String);
 
-/// The outcome of one entry of a batch, in the order of the batch.
-pub type EntryOutcome = Result<(), String>;
+/// The outcome of one entry of a batch, in the order of the batch: the id
+/// the broker gave the message (when it says), or why it refused it.
+pub type EntryOutcome = Result<Option<String>, String>;
 
 pub trait Publisher: Send + Sync + 'static {
     /// Publishes up to ten messages; returns one outcome per message, in order.
@@ -27,6 +28,15 @@ pub trait Publisher: Send + Sync + 'static {
 
     /// The destination, for logs.
     fn destination(&self) -> &str;
+
+    /// The destination's name (a topic or bus name, not an ARN), for spans
+    /// and metrics.
+    fn destination_name(&self) -> &str {
+        self.destination()
+    }
+
+    /// The messaging system, as OpenTelemetry's `messaging.system`.
+    fn messaging_system(&self) -> &'static str;
 
     /// Whether the destination keeps each order's events in order (a FIFO
     /// topic). The relay then never publishes an event of an order while an
@@ -44,14 +54,21 @@ pub trait Publisher: Send + Sync + 'static {
 pub struct SnsPublisher {
     client: aws_sdk_sns::Client,
     topic_arn: String,
+    topic_name: String,
     fifo: bool,
 }
 
 impl SnsPublisher {
     pub fn new(client: aws_sdk_sns::Client, topic_arn: String, fifo: bool) -> Self {
+        let topic_name = topic_arn
+            .rsplit(':')
+            .next()
+            .unwrap_or(&topic_arn)
+            .to_string();
         SnsPublisher {
             client,
             topic_arn,
+            topic_name,
             fifo,
         }
     }
@@ -95,7 +112,7 @@ impl Publisher for SnsPublisher {
                 .and_then(|id| id.parse::<usize>().ok())
                 .filter(|i| *i < batch.len())
             {
-                outcomes[i] = Ok(());
+                outcomes[i] = Ok(ok.message_id().map(str::to_string));
             }
         }
         for failed in out.failed() {
@@ -114,6 +131,14 @@ impl Publisher for SnsPublisher {
 
     fn destination(&self) -> &str {
         &self.topic_arn
+    }
+
+    fn destination_name(&self) -> &str {
+        &self.topic_name
+    }
+
+    fn messaging_system(&self) -> &'static str {
+        "aws_sns"
     }
 
     fn keeps_order(&self) -> bool {
@@ -166,7 +191,7 @@ impl Publisher for EventBridgePublisher {
         let results = out.entries();
         Ok((0..batch.len())
             .map(|i| match results.get(i) {
-                Some(r) if r.error_code().is_none() => Ok(()),
+                Some(r) if r.error_code().is_none() => Ok(r.event_id().map(str::to_string)),
                 Some(r) => Err(format!(
                     "{}: {}",
                     r.error_code().unwrap_or(""),
@@ -179,5 +204,9 @@ impl Publisher for EventBridgePublisher {
 
     fn destination(&self) -> &str {
         &self.bus
+    }
+
+    fn messaging_system(&self) -> &'static str {
+        "aws_eventbridge"
     }
 }

@@ -7,18 +7,31 @@
 //! otherwise sleeps until Postgres NOTIFYs a commit on the outbox or the
 //! fallback poll interval passes. While the broker is unreachable it backs off
 //! exponentially with jitter, up to a cap; nothing is lost, the rows wait.
+//!
+//! Tracing: a batch carries events of different requests, so each event gets
+//! a `publish <destination>` span of its own whose parent is the context
+//! stored with its row (the request or handler that wrote it), and the
+//! message leaves with that span's context; the batch's `send` span links to
+//! them. An empty poll makes no span at all.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use sqlx::PgPool;
+use opentelemetry::trace::TraceContextExt;
 use sqlx::postgres::PgListener;
+use sqlx::{PgPool, Postgres, Transaction};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::publisher::{PublishError, Publisher};
-use super::store;
+use super::store::{self, OutboxMessage};
 use crate::config::RelaySettings;
+use crate::events::Envelope;
 use crate::failpoints;
+use crate::metrics::{self, DestinationLabels};
+use crate::telemetry::propagation::{self, AttributeCarrier, EnvelopeCarrier};
 
 /// The channel the outbox trigger notifies on commit.
 pub const CHANNEL: &str = "outbox";
@@ -60,7 +73,6 @@ impl<P: Publisher> Relay<P> {
     }
 
     /// Claims one batch, publishes it and records each entry's outcome.
-    #[tracing::instrument(name = "relay.publish", skip_all, fields(destination = self.publisher.destination()), err)]
     pub async fn publish_once(&self) -> Result<Published, RelayError> {
         let mut tx = self.pool.begin().await?;
         let batch = store::claim(
@@ -73,25 +85,78 @@ impl<P: Publisher> Relay<P> {
             tx.rollback().await?;
             return Ok(Published::default());
         }
+        let span = tracing::info_span!(
+            "relay.batch",
+            otel.name = format!("send {}", self.publisher.destination_name()),
+            otel.kind = "client",
+            messaging.system = self.publisher.messaging_system(),
+            messaging.destination.name = self.publisher.destination_name(),
+            messaging.operation.type = "send",
+            messaging.operation.name = "send",
+            messaging.batch.message_count = batch.len(),
+            otel.status_description = Empty,
+        );
+        self.publish_batch(tx, batch)
+            .instrument(span.clone())
+            .await
+            .inspect_err(|e| {
+                span.record("otel.status_description", e.to_string());
+            })
+    }
+
+    async fn publish_batch(
+        &self,
+        mut tx: Transaction<'static, Postgres>,
+        mut batch: Vec<OutboxMessage>,
+    ) -> Result<Published, RelayError> {
+        let spans: Vec<tracing::Span> = batch.iter_mut().map(|m| self.message_span(m)).collect();
+        let labels = DestinationLabels {
+            destination: self.publisher.destination_name().to_string(),
+        };
+        let metrics = &metrics::get().outbox;
+        metrics
+            .batch_size
+            .get_or_create(&labels)
+            .observe(batch.len() as f64);
         // A crash here: the rows were committed by their producers and are
         // only locked; the lock dies with the connection and they are claimed
         // again.
         failpoints::crash_point(failpoints::RELAY_BEFORE_PUBLISH);
         // On a publish error the transaction rolls back: the rows stay
         // unpublished and unlocked, ready for the next attempt.
-        let outcomes = self.publisher.publish(&batch).await?;
+        let started = Instant::now();
+        let outcomes = self.publisher.publish(&batch).await;
+        metrics
+            .publish_duration
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        let outcomes = outcomes.inspect_err(|e| {
+            metrics
+                .failed
+                .get_or_create(&labels)
+                .inc_by(batch.len() as u64);
+            for span in &spans {
+                span.record("otel.status_description", e.to_string());
+            }
+        })?;
         // A crash here: published but not marked, so published again after a
         // restart: at least once, and the consumers' inboxes absorb it.
         failpoints::crash_point(failpoints::RELAY_AFTER_PUBLISH);
         let mut done = Vec::with_capacity(batch.len());
         let mut result = Published::default();
-        for (message, outcome) in batch.iter().zip(outcomes) {
+        for ((message, outcome), span) in batch.iter().zip(outcomes).zip(&spans) {
             match outcome {
-                Ok(()) => done.push(message.id),
+                Ok(message_id) => {
+                    if let Some(id) = message_id {
+                        span.record("messaging.message.id", id);
+                    }
+                    done.push(message.id);
+                }
                 Err(reason) => {
                     result.failed += 1;
+                    span.record("otel.status_description", &reason);
                     let retry_in = entry_retry_delay(message.attempts);
-                    tracing::warn!(event_id = %message.id, %reason, ?retry_in, "entry refused by the broker");
+                    tracing::warn!(parent: span, %reason, ?retry_in, "entry refused by the broker");
                     store::mark_failed(&mut tx, message.id, &reason, retry_in).await?;
                 }
             }
@@ -99,12 +164,66 @@ impl<P: Publisher> Relay<P> {
         result.published = done.len();
         store::mark_published(&mut tx, &done).await?;
         tx.commit().await?;
+        metrics
+            .published
+            .get_or_create(&labels)
+            .inc_by(result.published as u64);
+        metrics
+            .failed
+            .get_or_create(&labels)
+            .inc_by(result.failed as u64);
         tracing::debug!(
             published = result.published,
             failed = result.failed,
             "batch relayed"
         );
         Ok(result)
+    }
+
+    /// The publish span of one event, a child of the context stored with its
+    /// row. The message leaves with this span's context instead, in its
+    /// attributes and its envelope (which EventBridge delivers as `detail`),
+    /// so the consumer's span is the publish span's child. A row stored
+    /// without a context is published without one: adding it here would make
+    /// the message larger than `enqueue` measured.
+    fn message_span(&self, message: &mut OutboxMessage) -> tracing::Span {
+        let destination = self.publisher.destination_name();
+        let span = tracing::info_span!(
+            "relay.publish",
+            otel.name = format!("publish {destination}"),
+            otel.kind = "producer",
+            otel.status_description = Empty,
+            messaging.system = self.publisher.messaging_system(),
+            messaging.destination.name = destination,
+            messaging.operation.type = "send",
+            messaging.operation.name = "publish",
+            messaging.message.id = Empty,
+            event_id = %message.id,
+            event_type = %message.event_type,
+            order_id = %message.subject,
+        );
+        let stored = propagation::extract(&AttributeCarrier(&mut message.attributes.0));
+        if !propagation::has_span(&stored) {
+            return span;
+        }
+        propagation::set_parent(&span, stored);
+        let cx = span.context();
+        if propagation::has_span(&cx) {
+            AttributeCarrier(&mut message.attributes.0).replace(&cx);
+            match serde_json::from_str::<Envelope>(&message.payload) {
+                Ok(mut envelope) => {
+                    EnvelopeCarrier(&mut envelope).replace(&cx);
+                    if let Ok(payload) = serde_json::to_string(&envelope) {
+                        message.payload = payload;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(parent: &span, error = %e, "outbox payload is not an envelope; its trace context is left as stored")
+                }
+            }
+            tracing::Span::current().add_link(cx.span().span_context().clone());
+        }
+        span
     }
 
     /// Runs until `shutdown` is cancelled; the batch in progress is finished first.

@@ -9,6 +9,7 @@ use super::limits::{
     LimitError, MAX_MESSAGE_BYTES, MessageAttributes, eventbridge_entry_size, message_size,
 };
 use crate::events::Envelope;
+use crate::telemetry::propagation::{self, EnvelopeCarrier, TRACEPARENT, TRACESTATE};
 use crate::topology::EVENT_TYPE_ATTRIBUTE;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,10 +28,19 @@ pub enum OutboxError {
     Database(#[from] sqlx::Error),
 }
 
-/// The attributes an event is published with.
+/// The attributes an event is published with: its type, which subscription
+/// filter policies match on, and the trace context the envelope carries.
 pub fn attributes_of(envelope: &Envelope) -> Result<MessageAttributes, LimitError> {
     let mut attributes = MessageAttributes::default();
     attributes.insert(EVENT_TYPE_ATTRIBUTE, &envelope.event_type)?;
+    for (name, value) in [
+        (TRACEPARENT, &envelope.traceparent),
+        (TRACESTATE, &envelope.tracestate),
+    ] {
+        if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+            attributes.insert(name, value)?;
+        }
+    }
     Ok(attributes)
 }
 
@@ -38,7 +48,18 @@ pub fn attributes_of(envelope: &Envelope) -> Result<MessageAttributes, LimitErro
 /// before anything is written, an event that the broker would refuse or drop:
 /// over 256 KiB as an SNS message or an EventBridge entry, or with attributes
 /// SQS cannot carry.
+///
+/// The trace context current here (the request's or the handler's span) is
+/// written into the envelope and the attributes, so the relay publishes the
+/// event as a child of the work that produced it; the relay then swaps in its
+/// own span's context, of the same size, so the size checked here holds.
 pub async fn enqueue(conn: &mut PgConnection, envelope: &Envelope) -> Result<(), OutboxError> {
+    let cx = propagation::current();
+    let mut envelope = envelope.clone();
+    if propagation::has_span(&cx) {
+        EnvelopeCarrier(&mut envelope).replace(&cx);
+    }
+    let envelope = &envelope;
     let payload = serde_json::to_string(envelope).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let attributes = attributes_of(envelope).map_err(|source| OutboxError::Attributes {
         event_type: envelope.event_type.clone(),
@@ -55,6 +76,30 @@ pub async fn enqueue(conn: &mut PgConnection, envelope: &Envelope) -> Result<(),
             size,
         });
     }
+    insert(conn, envelope, payload, &attributes).await?;
+    Ok(())
+}
+
+#[tracing::instrument(
+    name = "outbox.insert",
+    skip_all,
+    fields(
+        otel.name = "INSERT outbox",
+        otel.kind = "client",
+        db.system.name = "postgresql",
+        db.operation.name = "INSERT",
+        db.collection.name = "outbox",
+        event_id = %envelope.id,
+        event_type = %envelope.event_type,
+    ),
+    err
+)]
+async fn insert(
+    conn: &mut PgConnection,
+    envelope: &Envelope,
+    payload: String,
+    attributes: &MessageAttributes,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO outbox (id, event_type, payload, attributes, created_at) \
          VALUES ($1, $2, $3::jsonb, $4, $5)",
@@ -62,7 +107,7 @@ pub async fn enqueue(conn: &mut PgConnection, envelope: &Envelope) -> Result<(),
     .bind(envelope.id)
     .bind(&envelope.event_type)
     .bind(payload)
-    .bind(Json(&attributes))
+    .bind(Json(attributes))
     .bind(envelope.time)
     .execute(conn)
     .await?;
@@ -185,4 +230,22 @@ pub async fn backlog(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
         .fetch_one(conn)
         .await
+}
+
+/// The backlog and the age of its oldest row (zero when there is none), for
+/// the metrics.
+pub async fn backlog_and_oldest_age(
+    conn: &mut PgConnection,
+) -> Result<(i64, std::time::Duration), sqlx::Error> {
+    let (backlog, age): (i64, f64) = sqlx::query_as(
+        "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 \
+         FROM outbox WHERE published_at IS NULL",
+    )
+    .fetch_one(conn)
+    .await?;
+    // `created_at` is the producer's clock: never report a negative age.
+    Ok((
+        backlog,
+        std::time::Duration::try_from_secs_f64(age).unwrap_or_default(),
+    ))
 }

@@ -160,6 +160,10 @@ async fn main() -> anyhow::Result<()> {
         client.notification, placed[0]
     );
     println!(
+        "  curl {}/metrics   (each service; logs carry trace_id and order_id)",
+        client.order
+    );
+    println!(
         "  AWS_ENDPOINT_URL={} ({})",
         stack.emulator.endpoint(),
         stack.emulator.kind()

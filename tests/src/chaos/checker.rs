@@ -333,7 +333,7 @@ pub fn check(history: &[Attempt], state: &SystemState, expect: &Expectations) ->
         leftovers.is_empty(),
         if leftovers.is_empty() {
             format!(
-                "empty; {} poison message(s) in their DLQ",
+                "empty; {} poison message(s) in their DLQ ({copies} copies)",
                 expect.poison.len()
             )
         } else {

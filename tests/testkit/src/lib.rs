@@ -6,10 +6,12 @@
 //!   free port, run as an unprivileged user when we are root.
 //! - `emulator`: the AWS emulator (moto with backlog fixes, stock moto, or
 //!   fakecloud) in server mode.
+//! - `otlp`: an OTLP/HTTP receiver that keeps the spans services export.
 //! - `proxy`: a TCP proxy that injects latency, resets or a black hole.
 //! - `wait`: waiting on a condition with a deadline, never a fixed sleep.
 
 pub mod emulator;
+pub mod otlp;
 pub mod postgres;
 pub mod process;
 pub mod proxy;
