@@ -107,8 +107,12 @@ impl Runtime {
     ) -> Result<Self, StartupError> {
         let sdk = aws::load_config().await?;
         let aws = AwsClients::new(&sdk);
-        let pool = db::pool(&settings.database_url, settings.database_max_connections)
-            .map_err(|e| ConfigError::new("DATABASE_URL", format!("is invalid: {e}")))?;
+        let pool = db::pool(
+            &settings.database_url,
+            settings.database_max_connections,
+            settings.database_acquire_timeout,
+        )
+        .map_err(|e| ConfigError::new("DATABASE_URL", format!("is invalid: {e}")))?;
         migrate_with_retry(&pool, migrator).await?;
         Ok(Runtime {
             service,
@@ -242,7 +246,7 @@ async fn migrate_with_retry(pool: &PgPool, migrator: Migrator) -> Result<(), Sta
         match db::migrate(pool, clone_migrator(&migrator)).await {
             Ok(()) => return Ok(()),
             Err(sqlx::migrate::MigrateError::Execute(e))
-                if is_connection_error(&e) && tokio::time::Instant::now() < deadline =>
+                if db::is_unavailable(&e) && tokio::time::Instant::now() < deadline =>
             {
                 let delay = backoff.next().unwrap_or(Duration::from_secs(5));
                 tracing::warn!(error = %e, retry_in = ?delay, "database not reachable yet");
@@ -262,13 +266,6 @@ fn clone_migrator(m: &Migrator) -> Migrator {
         table_name: m.table_name.clone(),
         create_schemas: m.create_schemas.clone(),
     }
-}
-
-fn is_connection_error(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_)
-    ) || matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("57P03"))
 }
 
 /// Finds a topic's ARN by name; services never create topics.

@@ -87,6 +87,10 @@ pub struct CommonSettings {
     pub database_url: SecretString,
     /// `DATABASE_MAX_CONNECTIONS`, default 8.
     pub database_max_connections: u32,
+    /// `DATABASE_ACQUIRE_TIMEOUT_MS`, default 5000: how long a request or a
+    /// message waits for a database connection before it fails (and, for a
+    /// message, before the consumer pauses for the database).
+    pub database_acquire_timeout: Duration,
     pub relay: RelaySettings,
     pub consumer: ConsumerSettings,
     /// `SHUTDOWN_TIMEOUT_MS`, default 20000: the bound on a graceful stop.
@@ -185,10 +189,18 @@ impl CommonSettings {
                 "must be between 100 and 3600000",
             ));
         }
+        let acquire_timeout = env.millis_or("DATABASE_ACQUIRE_TIMEOUT_MS", 5000)?;
+        if acquire_timeout < Duration::from_millis(100) {
+            return Err(ConfigError::new(
+                "DATABASE_ACQUIRE_TIMEOUT_MS",
+                "must be at least 100",
+            ));
+        }
         Ok(CommonSettings {
             port: env.parse_or("PORT", default_port)?,
             database_url: SecretString::from(database_url),
             database_max_connections: env.parse_or("DATABASE_MAX_CONNECTIONS", 8u32)?,
+            database_acquire_timeout: acquire_timeout,
             relay: RelaySettings {
                 batch_size,
                 poll_interval: env.millis_or("RELAY_POLL_INTERVAL_MS", 1000)?,

@@ -46,10 +46,13 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::config::ConsumerSettings;
+use crate::db;
 use crate::events::{Envelope, ReceivedEvent};
 use crate::failpoints;
 use crate::inbox;
-use crate::metrics::{self, FAILED_DEAD_LETTER, FAILED_RETRY, FailureLabels, QueueLabels};
+use crate::metrics::{
+    self, FAILED_DEAD_LETTER, FAILED_RETRY, FAILED_UNAVAILABLE, FailureLabels, QueueLabels,
+};
 use crate::telemetry::propagation::{self, EnvelopeCarrier, SqsAttributeCarrier};
 use crate::topology::{Delivery, QueueSpec};
 
@@ -66,11 +69,21 @@ pub enum HandlerError {
     /// Can never succeed: the message goes to the DLQ now.
     #[error("{0}")]
     Reject(String),
+    /// The service's own database does not answer: the message is retried,
+    /// and the consumer receives nothing more until the database answers, so
+    /// that an outage does not use up messages' receives and park them in the
+    /// DLQ.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<sqlx::Error> for HandlerError {
     fn from(e: sqlx::Error) -> Self {
-        HandlerError::Retry(format!("database: {e}"))
+        if db::is_unavailable(&e) {
+            HandlerError::Unavailable(format!("database unavailable: {e}"))
+        } else {
+            HandlerError::Retry(format!("database: {e}"))
+        }
     }
 }
 
@@ -93,6 +106,10 @@ pub enum Disposition {
     Duplicate,
     /// Left on the queue to come back after the given delay.
     Retry(String),
+    /// Left on the queue like a retry because the service's database did not
+    /// answer; the rest of the batch is released untried, and the consumer
+    /// waits for the database before it receives again.
+    Unavailable(String),
     /// Sent to the DLQ with the reason, then deleted.
     DeadLettered(String),
 }
@@ -101,6 +118,15 @@ pub enum Disposition {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PollOutcome {
     pub dispositions: Vec<Disposition>,
+}
+
+impl PollOutcome {
+    /// Whether the service's database failed to answer during the batch.
+    pub fn database_unavailable(&self) -> bool {
+        self.dispositions
+            .iter()
+            .any(|d| matches!(d, Disposition::Unavailable(_)))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -263,6 +289,9 @@ impl<H: Handler> Consumer<H> {
         // order's events would be applied out of order. (Each such wait counts
         // as a receive towards maxReceiveCount: the price of ordering.)
         let mut held_groups = std::collections::HashSet::new();
+        // Once the database fails to answer, the rest of the batch is released
+        // without trying each message against it.
+        let mut database_down = false;
         for message in messages {
             let Some(receipt) = message.receipt_handle() else {
                 continue;
@@ -277,6 +306,10 @@ impl<H: Handler> Consumer<H> {
                 .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
                 .cloned();
             let (disposition, span) = match &group {
+                _ if database_down => (
+                    Disposition::Unavailable("not tried: the database is unavailable".into()),
+                    tracing::Span::none(),
+                ),
                 Some(group) if held_groups.contains(group) => (
                     Disposition::Retry(format!(
                         "an earlier message of group {group} is being retried"
@@ -286,9 +319,12 @@ impl<H: Handler> Consumer<H> {
                 _ => self.dispose(message, receive_count).await,
             };
             self.count(&disposition);
-            if let (Disposition::Retry(_), Some(group)) = (&disposition, group) {
+            if let (Disposition::Retry(_) | Disposition::Unavailable(_), Some(group)) =
+                (&disposition, group)
+            {
                 held_groups.insert(group);
             }
+            database_down |= matches!(disposition, Disposition::Unavailable(_));
             // The DLQ send and the retry delay belong to the message's span.
             async {
                 match &disposition {
@@ -305,7 +341,7 @@ impl<H: Handler> Consumer<H> {
                             }
                         }
                     }
-                    Disposition::Retry(reason) => {
+                    Disposition::Retry(reason) | Disposition::Unavailable(reason) => {
                         // Its visibility is now the retry delay, not the heartbeat's.
                         in_flight.lock().await.retain(|r| r != receipt);
                         let delay = retry_delay(receive_count, self.retry_max_delay);
@@ -341,6 +377,10 @@ impl<H: Handler> Consumer<H> {
             Disposition::Retry(_) => consumer.failed.get_or_create(&FailureLabels {
                 queue,
                 outcome: FAILED_RETRY,
+            }),
+            Disposition::Unavailable(_) => consumer.failed.get_or_create(&FailureLabels {
+                queue,
+                outcome: FAILED_UNAVAILABLE,
             }),
             Disposition::DeadLettered(_) => consumer.failed.get_or_create(&FailureLabels {
                 queue,
@@ -418,6 +458,10 @@ impl<H: Handler> Consumer<H> {
                 Err(HandlerError::Retry(reason)) => {
                     tracing::Span::current().record("otel.status_description", &reason);
                     Disposition::Retry(reason)
+                }
+                Err(HandlerError::Unavailable(reason)) => {
+                    tracing::Span::current().record("otel.status_description", &reason);
+                    Disposition::Unavailable(reason)
                 }
                 Err(HandlerError::Reject(reason)) => {
                     tracing::Span::current().record("otel.status_description", &reason);
@@ -608,6 +652,11 @@ impl<H: Handler> Consumer<H> {
                 Ok(received) => self.handle_batch(received.messages()).await,
                 Err(e) => Err(e),
             };
+            if matches!(&step, Ok(outcome) if outcome.database_unavailable())
+                && !self.wait_for_database(&shutdown).await
+            {
+                break;
+            }
             if let Err(e) = step {
                 let delay = backoff.next().unwrap_or(Duration::from_secs(30));
                 tracing::warn!(error = %e, queue = self.queue.name, retry_in = ?delay, "receive failed; backing off");
@@ -620,6 +669,39 @@ impl<H: Handler> Consumer<H> {
             }
         }
         tracing::info!(queue = self.queue.name, "consumer stopped");
+    }
+}
+
+impl<H: Handler> Consumer<H> {
+    /// Waits until the service's database answers, probing it with backoff
+    /// (capped, for as long as it takes) rather than receiving messages that
+    /// could only fail. `false` when shutdown came first.
+    async fn wait_for_database(&self, shutdown: &CancellationToken) -> bool {
+        tracing::warn!(
+            queue = self.queue.name,
+            "database unavailable; receiving paused until it answers"
+        );
+        let mut backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(5))
+            .with_jitter()
+            .without_max_times()
+            .build();
+        loop {
+            let probe = tokio::time::timeout(
+                Duration::from_secs(2),
+                sqlx::query("SELECT 1").execute(&self.pool),
+            );
+            if matches!(probe.await, Ok(Ok(_))) {
+                tracing::info!(queue = self.queue.name, "database answers; receiving again");
+                return true;
+            }
+            let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
     }
 }
 

@@ -255,7 +255,7 @@ impl Metrics {
         ] {
             counter.get_or_create(&labels).inc_by(0);
         }
-        for outcome in [FAILED_RETRY, FAILED_DEAD_LETTER] {
+        for outcome in [FAILED_RETRY, FAILED_UNAVAILABLE, FAILED_DEAD_LETTER] {
             self.consumer
                 .failed
                 .get_or_create(&FailureLabels { queue, outcome })
@@ -266,6 +266,9 @@ impl Metrics {
 
 /// `consumer_messages_failed` outcome: left on the queue for a later attempt.
 pub const FAILED_RETRY: &str = "retry";
+/// `consumer_messages_failed` outcome: left on the queue because the
+/// service's own database did not answer (receiving pauses until it does).
+pub const FAILED_UNAVAILABLE: &str = "unavailable";
 /// `consumer_messages_failed` outcome: sent to the DLQ.
 pub const FAILED_DEAD_LETTER: &str = "dead_letter";
 

@@ -93,6 +93,16 @@ impl IntoResponse for ApiError {
             ApiError::Invoicing(e @ HandlerError::Retry(_)) => {
                 Problem::internal_logged(&e).into_response()
             }
+            ApiError::Invoicing(HandlerError::Unavailable(reason)) => {
+                tracing::warn!(%reason, "cannot invoice synchronously");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "The invoice service cannot invoice right now",
+                )
+                .with_detail("its database does not answer; try again later")
+                .into_response()
+            }
             ApiError::NotFound(id) => {
                 Problem::new(StatusCode::NOT_FOUND, "not-found", "No such invoice")
                     .with_detail(format!("invoice {id} does not exist"))

@@ -125,9 +125,11 @@ impl Experiment {
                 "a proxy between the invoice service and the emulator adds 500 ms latency, then resets connections, then black-holes them, {:.1} s each",
                 t / 3.0
             ),
-            Experiment::InvoiceDbDown => {
-                format!("stop the invoice service's Postgres for {t:.0} s")
-            }
+            Experiment::InvoiceDbDown => format!(
+                "stop the invoice service's Postgres for {:.0} s (on the local stack its retries are {DB_DOWN_RETRY_CAP_SECS} s apart and it waits 0.5 s for a connection, so {} receives would fit in the outage)",
+                db_outage(plan).as_secs_f64(),
+                shared::topology::MAX_RECEIVE_COUNT
+            ),
             Experiment::NotificationHang => format!(
                 "SIGSTOP one of two notification instances for {:.0} s, longer than its {} s visibility timeout, then SIGCONT",
                 hang(plan).as_secs_f64(),
@@ -163,6 +165,16 @@ impl Experiment {
                 invoice_proxy: true,
                 ..base
             },
+            // Retries 1 s apart and a short wait for a connection: a consumer
+            // that kept receiving while its database is down would use up
+            // maxReceiveCount within the outage and park messages in the DLQ.
+            Experiment::InvoiceDbDown => base
+                .with_env(
+                    Service::Invoice,
+                    "CONSUMER_RETRY_MAX_DELAY_SECS",
+                    &DB_DOWN_RETRY_CAP_SECS.to_string(),
+                )
+                .with_env(Service::Invoice, "DATABASE_ACQUIRE_TIMEOUT_MS", "500"),
             Experiment::NotificationHang => {
                 // The instance that will hang works slowly, so it always
                 // holds messages when it is frozen.
@@ -208,6 +220,17 @@ fn hang(plan: &Plan) -> Duration {
     plan.fault.max(Duration::from_secs(
         2 * u64::from(plan.visibility_timeout_secs) + 1,
     ))
+}
+
+/// The cap on the invoice service's retry delay in `invoice-db-down`.
+const DB_DOWN_RETRY_CAP_SECS: u64 = 1;
+
+/// How long `invoice-db-down` keeps the database down: the fault's length,
+/// and at least long enough for maxReceiveCount retries at the capped delay.
+fn db_outage(plan: &Plan) -> Duration {
+    let receives = u64::from(shared::topology::MAX_RECEIVE_COUNT) + 1;
+    plan.fault
+        .max(Duration::from_secs(2 * receives * DB_DOWN_RETRY_CAP_SECS))
 }
 
 /// The label of the emulator in reports.
@@ -905,7 +928,7 @@ async fn invoice_db_down<T: Target>(run: &mut Run<'_, T>) -> anyhow::Result<()> 
     let mut others_unready = Vec::new();
     let mut dead_letters = 0u64;
     let mut held_peak = 0u64;
-    let until = stopped + run.plan.fault;
+    let until = stopped + db_outage(&run.plan);
     while tokio::time::Instant::now() < until {
         let step = until
             .saturating_duration_since(tokio::time::Instant::now())
