@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 use serde::Serialize;
 
-use super::experiment::{self, Experiment, RunLabels};
+use super::experiment::Experiment;
 use super::local::{LocalOptions, LocalTarget};
+use super::method::{self, RunLabels};
 use super::plan::Plan;
 use super::report::Report;
 
@@ -55,8 +56,7 @@ pub async fn compare_sync_and_async(
             emulator: base.emulator.to_string(),
             variant: Some(variant.to_string()),
         };
-        let report =
-            experiment::run(&mut target, Experiment::InvoiceDown, plan, &labels, &dir).await;
+        let report = method::run(&mut target, Experiment::InvoiceDown, plan, &labels, &dir).await;
         target.shutdown().await?;
         reports.push(report?);
     }

@@ -11,7 +11,9 @@
 //!   command starts and signals) and `compose` (`docker compose` commands).
 //! - `load`: the open-loop load and its history of ok / fail / unknown.
 //! - `observe`: reading databases, queues and health from outside.
-//! - `experiment`: the named experiments and the method they share.
+//! - `experiment`: the named experiments; `method`: the steps they all follow;
+//!   `faults`: what each one breaks; `plant`: the duplicates and poison put
+//!   in on purpose; `verify`: each experiment's own criteria.
 //! - `compare`: `sync-vs-async`, the same outage against both designs.
 //! - `checker`: the verdict over the history.
 //! - `report`, `chart`: Markdown, JSON and an SVG timeline per run.
@@ -21,14 +23,19 @@ pub mod checker;
 pub mod compare;
 pub mod compose;
 pub mod experiment;
+pub mod faults;
 pub mod load;
 pub mod local;
+pub mod method;
 pub mod observe;
 pub mod plan;
+pub mod plant;
 pub mod report;
 pub mod target;
+pub mod verify;
 
-pub use experiment::{Experiment, RunLabels};
+pub use experiment::Experiment;
+pub use method::RunLabels;
 pub use plan::Plan;
 
 use std::path::Path;
@@ -73,7 +80,7 @@ pub async fn run_one(
                 emulator,
                 variant: None,
             };
-            let report = experiment::run(&mut target, experiment, plan, &labels, results).await;
+            let report = method::run(&mut target, experiment, plan, &labels, results).await;
             target.shutdown().await?;
             Ok(report?.passed)
         }
@@ -87,11 +94,9 @@ pub async fn run_one(
                 emulator: "the compose stack's emulator".into(),
                 variant: None,
             };
-            Ok(
-                experiment::run(&mut target, experiment, plan, &labels, results)
-                    .await?
-                    .passed,
-            )
+            Ok(method::run(&mut target, experiment, plan, &labels, results)
+                .await?
+                .passed)
         }
     }
 }
