@@ -162,6 +162,7 @@ def one_receive_at_a_time_on_fifo_queues(receive):
             return receive(self, queue_name, *args, **kwargs)
 
     receive_message.stock = receive
+    receive_message.locks = locks
     return receive_message
 
 
@@ -216,9 +217,18 @@ def self_test():
         raise AssertionError("a memoised JSONPath expression finds nothing")
     from moto.sqs.models import SQSBackend
 
-    if fifo_receives(SQSBackend.receive_message.stock) != ["second"]:
+    fixed = SQSBackend.receive_message
+
+    def both_long_polling(queue):
+        return len(queue._messages_lock._waiters) >= 2
+
+    def one_polling_one_waiting(queue):
+        lock = fixed.locks.get(queue.queue_arn)
+        return len(queue._messages_lock._waiters) == 1 and lock is not None and lock.locked()
+
+    if fifo_receives(fixed.stock, both_long_polling) != ["second"]:
         raise AssertionError("stock moto no longer shows the FIFO race: review the fix")
-    if fifo_receives(SQSBackend.receive_message) != []:
+    if fifo_receives(fixed, one_polling_one_waiting) != []:
         raise AssertionError("a FIFO group was handed to two consumers at once")
 
 
@@ -231,10 +241,13 @@ def until(what, condition, deadline=5.0):
         time.sleep(0.005)
 
 
-def fifo_receives(receive_message):
+def fifo_receives(receive_message, both_inside):
     """Two consumers long-poll one FIFO queue; two messages of one group
     arrive one after the other, the first staying in flight. Returns what the
-    consumer that did not get the first message got: nothing on SQS."""
+    consumer that did not get the first message got: nothing on SQS.
+
+    `both_inside(queue)` says when both consumers are in place: both
+    long-polling (stock), or one long-polling and one waiting for its turn."""
     from moto.sqs.models import sqs_backends
 
     backend = sqs_backends["123456789012"]["us-east-1"]
@@ -248,14 +261,14 @@ def fifo_receives(receive_message):
     consumers = [threading.Thread(target=consume, args=(who,)) for who in ("a", "b")]
     for c in consumers:
         c.start()
-    # Both are inside: one long-polls, the other long-polls too (stock) or
-    # waits for its turn (fixed).
-    until("a consumer to long-poll", lambda: len(queue._messages_lock._waiters) >= 1)
+    until("both consumers to be in place", lambda: both_inside(queue))
     backend.send_message(name, "first", group_id="g")
     until("one consumer to get the first message", lambda: len(got) == 1)
     backend.send_message(name, "second", group_id="g")
     for c in consumers:
         c.join(timeout=10)
+    if len(got) != 2:
+        raise AssertionError(f"a consumer never returned: {got}")
     return [bodies for bodies in got.values() if "first" not in bodies][0]
 
 

@@ -32,7 +32,7 @@ use shared::topology::{filter_policy, rule_pattern};
 
 use crate::provision::{
     DLQ_RETENTION_SECS, RULE_TARGET_MAX_EVENT_AGE_SECS, RULE_TARGET_MAX_RETRY_ATTEMPTS,
-    queue_policy, sender_service,
+    dlq_accepts_the_source, queue_policy, sender_service,
 };
 
 /// The logical id of the KMS key that encrypts every topic and queue.
@@ -72,17 +72,22 @@ pub fn render(topology: &Topology) -> Value {
     for queue in &topology.queues {
         resources.insert(dlq_id(queue), dlq_resource(queue));
         resources.insert(queue_id(queue), queue_resource(queue));
-        for (queue_id, arn) in [
-            (queue_id(queue), arn_of(&queue_id(queue))),
-            (dlq_id(queue), arn_of(&dlq_id(queue))),
+        for (queue_id, arn, accepts_the_source) in [
+            (queue_id(queue), arn_of(&queue_id(queue)), true),
+            (
+                dlq_id(queue),
+                arn_of(&dlq_id(queue)),
+                dlq_accepts_the_source(queue),
+            ),
         ] {
+            let sender = accepts_the_source.then(|| (sender_service(queue), source_arn(queue)));
             resources.insert(
                 format!("{queue_id}Policy"),
                 json!({
                     "Type": "AWS::SQS::QueuePolicy",
                     "Properties": {
                         "Queues": [{"Ref": queue_id}],
-                        "PolicyDocument": queue_policy(arn, sender_service(queue), source_arn(queue)),
+                        "PolicyDocument": queue_policy(arn, sender),
                     }
                 }),
             );
@@ -334,7 +339,8 @@ fn key(topology: &Topology) -> Value {
                         "Effect": "Allow",
                         "Principal": {"Service": "cloudwatch.amazonaws.com"},
                         "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
-                        "Resource": "*"
+                        "Resource": "*",
+                        "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
                     }
                 ]
             }
@@ -596,10 +602,11 @@ pub fn service_policy(topology: &Topology, service: Service) -> Value {
             ],
             "Resource": queues.iter().map(|q| arn_of(&queue_id(q))).collect::<Vec<_>>()
         }));
+        // GetQueueAttributes: the metrics sampler reads each DLQ's depth.
         statements.push(json!({
             "Sid": "DeadLetterToItsDlqs",
             "Effect": "Allow",
-            "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"],
+            "Action": ["sqs:SendMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"],
             "Resource": queues.iter().map(|q| arn_of(&dlq_id(q))).collect::<Vec<_>>()
         }));
         statements.push(json!({
@@ -730,6 +737,7 @@ mod tests {
             ("sqs:GetQueueUrl", arn_of(&queue_id(q)).to_string()),
             ("sqs:SendMessage", arn_of(&dlq_id(q)).to_string()),
             ("sqs:GetQueueUrl", arn_of(&dlq_id(q)).to_string()),
+            ("sqs:GetQueueAttributes", arn_of(&dlq_id(q)).to_string()),
             ("kms:GenerateDataKey", key),
         ]
         .into_iter()
@@ -811,16 +819,32 @@ mod tests {
             let t = Topology::declare(chain);
             let template = render(&t);
             for q in &t.queues {
-                for id in [queue_id(q), dlq_id(q)] {
+                // An SNS-fed queue's DLQ is filled by the redrive policy and
+                // the consumer's own role: it grants nothing to the topic.
+                let rule_fed = matches!(q.source, Source::Rule { .. });
+                for (id, grants_the_source) in [(queue_id(q), true), (dlq_id(q), rule_fed)] {
                     let policy = &template["Resources"][format!("{id}Policy")]["Properties"];
                     assert_eq!(policy["Queues"], json!([{"Ref": id}]));
-                    let allow = &policy["PolicyDocument"]["Statement"][0];
-                    assert_eq!(allow["Resource"], arn_of(&id));
-                    assert_eq!(
-                        allow["Condition"]["ArnEquals"]["aws:SourceArn"],
-                        source_arn(q)
+                    let statements = policy["PolicyDocument"]["Statement"]
+                        .as_array()
+                        .expect("statements");
+                    let allows: Vec<_> = statements
+                        .iter()
+                        .filter(|s| s["Effect"] == "Allow")
+                        .collect();
+                    assert_eq!(allows.len(), usize::from(grants_the_source), "{id}");
+                    for allow in allows {
+                        assert_eq!(allow["Resource"], arn_of(&id));
+                        assert_eq!(
+                            allow["Condition"]["ArnEquals"]["aws:SourceArn"],
+                            source_arn(q)
+                        );
+                        assert_eq!(allow["Principal"]["Service"], sender_service(q));
+                    }
+                    assert!(
+                        statements.iter().any(|s| s["Sid"] == "OnlyOverTls"),
+                        "{id} refuses plain HTTP"
                     );
-                    assert_eq!(allow["Principal"]["Service"], sender_service(q));
                 }
             }
         }

@@ -426,28 +426,37 @@ pub fn sender_service(queue: &QueueSpec) -> &'static str {
 /// (`crate::cloudformation`), so both apply the same policy.
 pub fn queue_policy(
     queue_arn: impl Into<serde_json::Value>,
-    service: &str,
-    source_arn: impl Into<serde_json::Value>,
+    sender: Option<(&str, serde_json::Value)>,
 ) -> serde_json::Value {
     let queue_arn = queue_arn.into();
-    json!({
-        "Version": "2012-10-17",
-        "Statement": [{
+    let mut statements = Vec::new();
+    if let Some((service, source_arn)) = sender {
+        statements.push(json!({
             "Sid": "OnlyTheOwningSource",
             "Effect": "Allow",
             "Principal": {"Service": service},
             "Action": "sqs:SendMessage",
             "Resource": queue_arn,
-            "Condition": {"ArnEquals": {"aws:SourceArn": source_arn.into()}}
-        }, {
-            "Sid": "OnlyOverTls",
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": "sqs:*",
-            "Resource": queue_arn,
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}}
-        }]
-    })
+            "Condition": {"ArnEquals": {"aws:SourceArn": source_arn}}
+        }));
+    }
+    statements.push(json!({
+        "Sid": "OnlyOverTls",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "sqs:*",
+        "Resource": queue_arn,
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}}
+    }));
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// Whether `queue`'s DLQ must accept messages from the queue's source: only
+/// a rule target's `DeadLetterConfig` delivers to a DLQ itself. SQS's redrive
+/// policy (an SNS-fed queue's only way into its DLQ) needs no grant, and the
+/// consumers send with their own role.
+pub fn dlq_accepts_the_source(queue: &QueueSpec) -> bool {
+    matches!(queue.source, Source::Rule { .. })
 }
 
 async fn set_queue_policies(
@@ -458,9 +467,13 @@ async fn set_queue_policies(
     let (service, source_arn) = allowed_sender(out, queue);
     // The DLQ of a rule-fed queue also receives what the rule target cannot
     // deliver (its DeadLetterConfig), from the same rule.
-    for name in [queue.name.to_string(), queue.dlq_name()] {
+    for (name, accepts_the_source) in [
+        (queue.name.to_string(), true),
+        (queue.dlq_name(), dlq_accepts_the_source(queue)),
+    ] {
         let q = &out.queues[&name];
-        let policy = queue_policy(q.arn.as_str(), service, source_arn.as_str()).to_string();
+        let sender = accepts_the_source.then(|| (service, json!(source_arn)));
+        let policy = queue_policy(q.arn.as_str(), sender).to_string();
         clients
             .sqs
             .set_queue_attributes()

@@ -15,7 +15,7 @@
 //! | `consumer_messages_received_total` | `queue` | messages received from SQS |
 //! | `consumer_messages_processed_total` | `queue` | events applied |
 //! | `consumer_messages_duplicates_total` | `queue` | duplicates skipped by the inbox |
-//! | `consumer_messages_failed_total` | `queue`, `outcome` | `retry` (left for a later attempt) or `dead_letter` (sent to the DLQ) |
+//! | `consumer_messages_failed_total` | `queue`, `outcome` | `retry` (left for a later attempt), `unavailable` (left because the service's database did not answer; receiving pauses) or `dead_letter` (sent to the DLQ) |
 //! | `consumer_handler_duration_seconds` | `queue` | inbox transaction with the handler (histogram) |
 //! | `consumer_dlq_depth` | `queue` | messages in the queue's DLQ (sampled) |
 //! | `http_requests_total` | `method`, `route`, `status` | requests answered |

@@ -93,16 +93,8 @@ impl IntoResponse for ApiError {
             ApiError::Invoicing(e @ HandlerError::Retry(_)) => {
                 Problem::internal_logged(&e).into_response()
             }
-            ApiError::Invoicing(HandlerError::Unavailable(reason)) => {
-                tracing::warn!(%reason, "cannot invoice synchronously");
-                Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "The invoice service cannot invoice right now",
-                )
-                .with_detail("its database does not answer; try again later")
-                .into_response()
-            }
+            ApiError::Invoicing(HandlerError::Unavailable(reason)) => unavailable(&reason),
+            ApiError::Database(e) if shared::db::is_unavailable(&e) => unavailable(&e),
             ApiError::NotFound(id) => {
                 Problem::new(StatusCode::NOT_FOUND, "not-found", "No such invoice")
                     .with_detail(format!("invoice {id} does not exist"))
@@ -111,6 +103,18 @@ impl IntoResponse for ApiError {
             ApiError::Database(e) => Problem::internal_logged(&e).into_response(),
         }
     }
+}
+
+/// The answer while the database does not answer: 503, worth a retry.
+fn unavailable(reason: &dyn std::fmt::Display) -> Response {
+    tracing::warn!(%reason, "the database does not answer");
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "The invoice service cannot answer right now",
+    )
+    .with_detail("its database does not answer; try again later")
+    .into_response()
 }
 
 #[derive(Deserialize)]

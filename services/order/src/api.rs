@@ -141,6 +141,18 @@ impl IntoResponse for ApiError {
             .with_detail(format!("its event would be {size} bytes"))
             .into_response(),
             ApiError::Store(e) => Problem::internal_logged(&e).into_response(),
+            ApiError::Invoicing(e @ InvoicingError::Refused(_)) => {
+                // Not the client's fault and not passing: the two services
+                // disagree about the call.
+                tracing::error!(error = %e, "the invoice service refused a synchronous call");
+                Problem::new(
+                    StatusCode::BAD_GATEWAY,
+                    "invoice-service-refused",
+                    "The invoice service refused the order, so it was not placed",
+                )
+                .with_detail("the error was logged")
+                .into_response()
+            }
             ApiError::Invoicing(e) => {
                 tracing::warn!(error = %e, "synchronous invoicing failed; the order was not placed");
                 let mut response = Problem::new(

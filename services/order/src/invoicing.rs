@@ -98,7 +98,10 @@ impl Invoicing {
 pub enum InvoicingError {
     #[error("the invoice service did not answer: {0}")]
     Unreachable(String),
-    #[error("the invoice service answered {0}")]
+    #[error("the invoice service failed with {0}")]
+    Failed(u16),
+    /// Any other answer: not something a retry would change.
+    #[error("the invoice service refused the order with {0}")]
     Refused(u16),
 }
 
@@ -114,15 +117,19 @@ impl InvoiceClient {
     /// by the timeout: the client of `POST /orders` is waiting.
     #[tracing::instrument(name = "invoice.sync_call", skip_all, fields(order_id = %order.order_id), err)]
     pub async fn invoice(&self, order: &OrderPlaced) -> Result<(), InvoicingError> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        shared::telemetry::propagation::inject_into_headers(&mut headers);
         let response = self
             .http
             .post(&self.invoices_url)
+            .headers(headers)
             .json(order)
             .send()
             .await
             .map_err(|e| InvoicingError::Unreachable(e.to_string()))?;
         match response.status().as_u16() {
             200 | 201 => Ok(()),
+            status @ 500..=599 => Err(InvoicingError::Failed(status)),
             status => Err(InvoicingError::Refused(status)),
         }
     }

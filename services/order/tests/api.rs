@@ -438,16 +438,44 @@ async fn in_sync_mode_an_order_is_placed_only_after_the_invoice_service_invoiced
 }
 
 #[tokio::test]
-async fn in_sync_mode_an_invoice_service_that_is_down_or_fails_or_is_slow_fails_the_order_and_places_nothing()
+async fn in_sync_mode_an_invoice_service_that_is_down_fails_refuses_or_is_slow_fails_the_order_and_places_nothing()
  {
     let closed = format!("http://127.0.0.1:{}", testkit::free_port().expect("port"));
     let failing =
         fake_invoice_service(StatusCode::INTERNAL_SERVER_ERROR, std::time::Duration::ZERO).await;
+    let refusing =
+        fake_invoice_service(StatusCode::UNPROCESSABLE_ENTITY, std::time::Duration::ZERO).await;
     let slow = fake_invoice_service(StatusCode::CREATED, std::time::Duration::from_secs(5)).await;
-    for (case, url, timeout_ms) in [
-        ("down", closed.as_str(), 2000),
-        ("answering 500", failing.url.as_str(), 2000),
-        ("slower than the timeout", slow.url.as_str(), 200),
+    // (case, invoice service, timeout, answer, whether a retry may help)
+    for (case, url, timeout_ms, expected, retry) in [
+        (
+            "down",
+            closed.as_str(),
+            2000,
+            StatusCode::SERVICE_UNAVAILABLE,
+            true,
+        ),
+        (
+            "answering 500",
+            failing.url.as_str(),
+            2000,
+            StatusCode::SERVICE_UNAVAILABLE,
+            true,
+        ),
+        (
+            "slower than the timeout",
+            slow.url.as_str(),
+            200,
+            StatusCode::SERVICE_UNAVAILABLE,
+            true,
+        ),
+        (
+            "refusing with 422",
+            refusing.url.as_str(),
+            2000,
+            StatusCode::BAD_GATEWAY,
+            false,
+        ),
     ] {
         let app = spawn_app_invoicing(sync_invoicing(url, timeout_ms)).await;
         let response = app
@@ -460,13 +488,17 @@ async fn in_sync_mode_an_invoice_service_that_is_down_or_fails_or_is_slow_fails_
             )
             .await
             .expect("infallible");
-        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{case}");
+        assert_eq!(response.status(), expected, "{case}");
         assert_eq!(
             response.headers()[header::CONTENT_TYPE],
             "application/problem+json",
             "{case}"
         );
-        assert_eq!(response.headers()[header::RETRY_AFTER], "1", "{case}");
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER).is_some(),
+            retry,
+            "{case}: Retry-After only when a retry may help"
+        );
         assert_eq!(app.counts().await, (0, 0), "{case}: nothing may be placed");
     }
 }

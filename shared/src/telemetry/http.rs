@@ -22,6 +22,29 @@ use crate::metrics;
 /// The route label of a request that matched no route.
 pub const UNMATCHED: &str = "unmatched";
 
+/// The method as a label: the standard ones by name, any other as `_OTHER`
+/// (OpenTelemetry's HTTP conventions), so that a client inventing methods
+/// cannot create new metric series without end.
+fn method_label(method: &axum::http::Method) -> String {
+    use axum::http::Method;
+    let known = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    if known.contains(method) {
+        method.as_str().to_string()
+    } else {
+        "_OTHER".to_string()
+    }
+}
+
 /// Traces and measures one request (use with `axum::middleware::from_fn`).
 pub async fn observe(request: Request, next: Next) -> Response {
     let route = request
@@ -29,7 +52,7 @@ pub async fn observe(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| UNMATCHED.to_string());
-    let method = request.method().as_str().to_string();
+    let method = method_label(request.method());
     let quiet = route.starts_with("/health/") || route == "/metrics";
     let span = if quiet {
         tracing::Span::none()

@@ -170,6 +170,12 @@ impl<T> Extractor for EnvelopeCarrier<'_, T> {
     }
 }
 
+/// Writes the current span's context into the headers of an outgoing HTTP
+/// request, so the service it calls continues the trace.
+pub fn inject_into_headers(headers: &mut HeaderMap) {
+    inject(&current(), &mut opentelemetry_http::HeaderInjector(headers));
+}
+
 /// The headers of an incoming HTTP request.
 pub struct HeaderCarrier<'a>(pub &'a HeaderMap);
 
