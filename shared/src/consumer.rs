@@ -318,30 +318,29 @@ impl<H: Handler> Consumer<H> {
                 ),
                 _ => self.dispose(message, receive_count).await,
             };
-            self.count(&disposition);
-            if let (Disposition::Retry(_) | Disposition::Unavailable(_), Some(group)) =
-                (&disposition, group)
-            {
-                held_groups.insert(group);
-            }
-            database_down |= matches!(disposition, Disposition::Unavailable(_));
             // The DLQ send and the retry delay belong to the message's span.
-            async {
-                match &disposition {
+            let disposition = async {
+                match disposition {
                     Disposition::Processed | Disposition::Duplicate => {
-                        to_delete.push(receipt.to_string())
+                        to_delete.push(receipt.to_string());
+                        disposition
                     }
                     Disposition::DeadLettered(reason) => {
-                        match self.dead_letter(message, reason).await {
-                            Ok(()) => to_delete.push(receipt.to_string()),
-                            // Not deleted: it comes back and the redrive policy
-                            // moves it to the DLQ after maxReceiveCount.
+                        match self.dead_letter(message, &reason).await {
+                            Ok(()) => {
+                                to_delete.push(receipt.to_string());
+                                Disposition::DeadLettered(reason)
+                            }
+                            // Not deleted: it comes back after its visibility
+                            // timeout, and the redrive policy moves it to the
+                            // DLQ after maxReceiveCount.
                             Err(e) => {
-                                tracing::warn!(error = %e, "cannot send to the DLQ; leaving the message for redrive")
+                                tracing::warn!(error = %e, "cannot send to the DLQ; leaving the message for redrive");
+                                Disposition::Retry(format!("cannot send to the DLQ: {e}"))
                             }
                         }
                     }
-                    Disposition::Retry(reason) | Disposition::Unavailable(reason) => {
+                    Disposition::Retry(ref reason) | Disposition::Unavailable(ref reason) => {
                         // Its visibility is now the retry delay, not the heartbeat's.
                         in_flight.lock().await.retain(|r| r != receipt);
                         let delay = retry_delay(receive_count, self.retry_max_delay);
@@ -357,11 +356,20 @@ impl<H: Handler> Consumer<H> {
                         {
                             tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "cannot delay the retry");
                         }
+                        disposition
                     }
                 }
             }
             .instrument(span)
             .await;
+            // Counted once its fate is known (a failed DLQ send is a retry).
+            self.count(&disposition);
+            if let (Disposition::Retry(_) | Disposition::Unavailable(_), Some(group)) =
+                (&disposition, group)
+            {
+                held_groups.insert(group);
+            }
+            database_down |= matches!(disposition, Disposition::Unavailable(_));
             outcome.dispositions.push(disposition);
         }
         self.delete(to_delete).await?;
@@ -687,14 +695,26 @@ impl<H: Handler> Consumer<H> {
             .with_jitter()
             .without_max_times()
             .build();
+        let paused = tokio::time::Instant::now();
+        let mut last_said = paused;
         loop {
             let probe = tokio::time::timeout(
                 Duration::from_secs(2),
                 sqlx::query("SELECT 1").execute(&self.pool),
             );
-            if matches!(probe.await, Ok(Ok(_))) {
-                tracing::info!(queue = self.queue.name, "database answers; receiving again");
-                return true;
+            let why = match probe.await {
+                Ok(Ok(_)) => {
+                    tracing::info!(queue = self.queue.name, paused_for = ?paused.elapsed(), "database answers; receiving again");
+                    return true;
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "no answer within 2 s".to_string(),
+            };
+            // Say why now and then: a database that is up but refuses this
+            // service (a rotated password) keeps it paused too.
+            if last_said.elapsed() >= Duration::from_secs(30) {
+                last_said = tokio::time::Instant::now();
+                tracing::warn!(queue = self.queue.name, error = %why, paused_for = ?paused.elapsed(), "still waiting for the database");
             }
             let delay = backoff.next().unwrap_or(Duration::from_secs(5));
             tokio::select! {

@@ -28,7 +28,9 @@ pub fn pool(
 
 /// Whether `e` says the database cannot be reached (down, restarting, refusing
 /// connections) rather than that a statement failed: work that needs it must
-/// wait for it, not count the failure against a message.
+/// wait for it, not count the failure against a message. A pool exhausted
+/// under load also times out; the consumer then pauses only until its probe
+/// gets a connection, which a busy but healthy database gives at once.
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -74,31 +73,44 @@ pub struct ComposeTarget {
     endpoints: Endpoints,
     topology: Topology,
     http: reqwest::Client,
+    /// The consumers' visibility timeout as the compose file sets it.
+    visibility_timeout_secs: u32,
 }
 
 impl ComposeTarget {
     /// Checks that docker compose answers and the stack's services are up.
     pub async fn connect(options: ComposeOptions) -> anyhow::Result<ComposeTarget> {
-        let target = ComposeTarget {
+        let mut target = ComposeTarget {
             endpoints: published(&options.host),
             options,
             topology: Topology::declare(Chain::Standard),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()?,
+            visibility_timeout_secs: DEFAULT_VISIBILITY_TIMEOUT_SECS,
         };
-        target.compose(&["ps", "--quiet"])?;
+        target.compose(&["ps", "--quiet"]).await?;
+        let config: serde_json::Value =
+            serde_json::from_str(&target.compose(&["config", "--format", "json"]).await?)?;
+        if let Some(secs) =
+            config["services"]["notification"]["environment"]["CONSUMER_VISIBILITY_TIMEOUT_SECS"]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+        {
+            target.visibility_timeout_secs = secs;
+        }
         Ok(target)
     }
 
     /// Runs `docker compose -f <file> <args>` and returns its output.
-    fn compose(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = Command::new("docker")
+    async fn compose(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = tokio::process::Command::new("docker")
             .arg("compose")
             .arg("-f")
             .arg(&self.options.file)
             .args(args)
             .output()
+            .await
             .context("cannot run docker compose (is Docker installed?)")?;
         anyhow::ensure!(
             out.status.success(),
@@ -110,12 +122,20 @@ impl ComposeTarget {
     }
 
     /// The container's state (`running`, `paused`, `exited`...) and exit code.
-    fn state(&self, part: Part) -> anyhow::Result<(String, i64)> {
-        let id = self.compose(&["ps", "--all", "--quiet", &compose_service(part)])?;
+    async fn state(&self, part: Part) -> anyhow::Result<(String, i64)> {
+        let id = self
+            .compose(&["ps", "--all", "--quiet", &compose_service(part)])
+            .await?;
         let id = id.lines().next().context("no container for that service")?;
-        let out = Command::new("docker")
+        let out = tokio::process::Command::new("docker")
             .args(["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", id])
-            .output()?;
+            .output()
+            .await?;
+        anyhow::ensure!(
+            out.status.success(),
+            "docker inspect failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         let (status, code) = text
             .trim()
@@ -191,13 +211,13 @@ impl Target for ComposeTarget {
             ),
         };
         let service = compose_service(part);
-        self.compose(&["kill", "-s", signal, &service])?;
+        self.compose(&["kill", "-s", signal, &service]).await?;
         if let Part::Database(_) = part {
             wait::until(
                 &format!("{part} to exit"),
                 Duration::from_secs(60),
                 || async {
-                    match self.state(part) {
+                    match self.state(part).await {
                         Ok((s, _)) if s != "running" => Ok(()),
                         Ok((s, _)) => Err(s),
                         Err(e) => Err(e.to_string()),
@@ -208,14 +228,15 @@ impl Target for ComposeTarget {
         }
         // Marks it stopped by hand, so that the restart policy does not bring
         // it back before the experiment does (and kills it at once if it did).
-        self.compose(&["stop", "--timeout", "0", &service])?;
+        self.compose(&["stop", "--timeout", "0", &service]).await?;
         Ok(())
     }
 
     async fn terminate(&mut self, service: Service) -> anyhow::Result<Exit> {
         let part = Part::Service(service);
-        self.compose(&["stop", "--timeout", "30", &compose_service(part)])?;
-        let (_, code) = self.state(part)?;
+        self.compose(&["stop", "--timeout", "30", &compose_service(part)])
+            .await?;
+        let (_, code) = self.state(part).await?;
         Ok(if code == 0 {
             Exit::Clean
         } else {
@@ -224,22 +245,22 @@ impl Target for ComposeTarget {
     }
 
     async fn start(&mut self, part: Part) -> anyhow::Result<()> {
-        self.compose(&["start", &compose_service(part)])?;
+        self.compose(&["start", &compose_service(part)]).await?;
         self.wait_healthy(part).await
     }
 
     async fn pause(&mut self, part: Part) -> anyhow::Result<()> {
-        self.compose(&["pause", &compose_service(part)])?;
+        self.compose(&["pause", &compose_service(part)]).await?;
         Ok(())
     }
 
     async fn resume(&mut self, part: Part) -> anyhow::Result<()> {
-        self.compose(&["unpause", &compose_service(part)])?;
+        self.compose(&["unpause", &compose_service(part)]).await?;
         Ok(())
     }
 
     async fn is_running(&mut self, part: Part) -> anyhow::Result<bool> {
-        let (status, _) = self.state(part)?;
+        let (status, _) = self.state(part).await?;
         Ok(status == "running" || status == "paused")
     }
 
@@ -248,15 +269,7 @@ impl Target for ComposeTarget {
     }
 
     fn visibility_timeout_secs(&self) -> Option<u32> {
-        let config = self.compose(&["config", "--format", "json"]).ok()?;
-        let config: serde_json::Value = serde_json::from_str(&config).ok()?;
-        let set =
-            &config["services"]["notification"]["environment"]["CONSUMER_VISIBILITY_TIMEOUT_SECS"];
-        Some(
-            set.as_str()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(DEFAULT_VISIBILITY_TIMEOUT_SECS),
-        )
+        Some(self.visibility_timeout_secs)
     }
 }
 

@@ -82,6 +82,14 @@ pub struct Load {
     scheduler: tokio::task::JoinHandle<()>,
 }
 
+impl Drop for Load {
+    /// A load abandoned on an error path stops too: it must never go on
+    /// sending orders into the next experiment.
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
 impl Load {
     /// Starts sending `POST {order_url}/orders` at `settings.rate`.
     pub fn start(http: reqwest::Client, order_url: String, settings: LoadSettings) -> Load {
@@ -111,9 +119,9 @@ impl Load {
 
     /// Stops scheduling, waits for the attempts in flight (each bounded by
     /// its timeout), and returns every attempt sorted by number.
-    pub async fn stop(self) -> anyhow::Result<(Vec<Attempt>, u64)> {
+    pub async fn stop(mut self) -> anyhow::Result<(Vec<Attempt>, u64)> {
         self.stop.cancel();
-        self.scheduler.await?;
+        (&mut self.scheduler).await?;
         let mut history = self
             .history
             .lock()

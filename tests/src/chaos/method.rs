@@ -103,8 +103,13 @@ impl<T: Target> Run<'_, T> {
             .collect();
         while tokio::time::Instant::now() < until && self.aborted.is_none() {
             for part in &watched {
-                if !self.target.is_running(*part).await.unwrap_or(false) {
-                    self.abort(format!("{part} went down, and the fault did not touch it"));
+                match self.target.is_running(*part).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.abort(format!("{part} went down, and the fault did not touch it"))
+                    }
+                    // Not knowing is not "down": look again at the next tick.
+                    Err(e) => println!("cannot tell whether {part} runs: {e:#}"),
                 }
             }
             let left = until.saturating_duration_since(tokio::time::Instant::now());

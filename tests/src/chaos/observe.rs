@@ -102,19 +102,18 @@ impl Observer {
 
     /// Unpublished outbox rows of `service`.
     pub async fn outbox_backlog(&self, service: Service) -> anyhow::Result<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-                .fetch_one(self.pool(service))
-                .await?,
-        )
+        let mut conn = self.pool(service).acquire().await?;
+        Ok(shared::outbox::store::backlog(&mut conn).await?)
     }
 
     /// (visible, in flight) of every queue the services consume.
     pub async fn queue_depths(&self) -> anyhow::Result<BTreeMap<String, (u64, u64)>> {
         let mut depths = BTreeMap::new();
         for queue in &self.topology.queues {
-            let d = infra::dlq::depth_of(&self.sqs, queue.name).await?;
-            depths.insert(queue.name.to_string(), (d.visible, d.in_flight));
+            depths.insert(
+                queue.name.to_string(),
+                crate::probe::queue_depth(&self.sqs, queue.name).await?,
+            );
         }
         Ok(depths)
     }

@@ -131,15 +131,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn this_process_has_used_some_cpu_and_the_count_only_grows() {
+    fn the_cpu_this_process_burns_shows_in_its_counters() {
         let pid = std::process::id();
         let first = process_cpu_seconds(pid).expect("readable on Linux");
+        // Burn CPU until the counter moves (it ticks 100 times a second), for
+        // at most five seconds of wall time.
+        let started = std::time::Instant::now();
         let mut x = 0u64;
-        for i in 0..5_000_000u64 {
-            x = x.wrapping_add(i * i);
+        let mut now = first;
+        while now <= first && started.elapsed() < std::time::Duration::from_secs(5) {
+            for i in 0..1_000_000u64 {
+                x = x.wrapping_add(std::hint::black_box(i * i));
+            }
+            now = process_cpu_seconds(pid).expect("readable on Linux");
         }
         assert!(x > 0);
-        let second = process_cpu_seconds(pid).expect("readable on Linux");
-        assert!(second >= first, "{second} < {first}");
+        assert!(now > first, "the counter did not move: {first} then {now}");
+        assert!(now - first < 10.0, "{first} then {now}: not seconds");
     }
 }

@@ -5,9 +5,9 @@
 //! one answers, they only see `AWS_ENDPOINT_URL`:
 //!
 //! - `moto` (the default): moto 5.2.5 from the project's venv, started through
-//!   `infra/emulator/moto_launcher.py`, which applies three narrow fixes for
-//!   moto's slowdown under a backlog (see that file) and refuses to run on a
-//!   moto version it was not written for.
+//!   `infra/emulator/moto_launcher.py`, which applies narrow fixes (two for
+//!   moto's slowdown under a backlog, one for its FIFO receive race; see that
+//!   file) and refuses to run on a moto version it was not written for.
 //! - `moto-stock`: the same moto without the fixes, for comparison.
 //! - `fakecloud`: the fakecloud binary (`FAKECLOUD_BIN`, or `fakecloud` on the
 //!   PATH), when it is installed; it is never a build dependency.

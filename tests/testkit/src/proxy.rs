@@ -65,10 +65,6 @@ impl FaultProxy {
     pub fn set(&self, fault: NetFault) {
         self.fault.send_replace(fault);
     }
-
-    pub fn fault(&self) -> NetFault {
-        *self.fault.borrow()
-    }
 }
 
 impl Drop for FaultProxy {
@@ -143,7 +139,8 @@ async fn carry(
 }
 
 /// Copies one direction, applying the current fault to each chunk, until the
-/// connection closes or a fault cuts it.
+/// connection closes or a fault cuts it: a reset closes at once, a black hole
+/// holds the connection, forwarding nothing, until the fault changes.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
@@ -160,8 +157,10 @@ async fn pump(
                 if changed.is_err() {
                     return;
                 }
-                match *faults.borrow_and_update() {
-                    NetFault::Reset | NetFault::Blackhole => return,
+                let now = *faults.borrow_and_update();
+                match now {
+                    NetFault::Reset => return,
+                    NetFault::Blackhole => return hold(&mut faults).await,
                     NetFault::Pass | NetFault::Latency(_) => continue,
                 }
             }
@@ -170,12 +169,18 @@ async fn pump(
         match fault {
             NetFault::Pass => {}
             NetFault::Latency(d) => tokio::time::sleep(d).await,
-            NetFault::Reset | NetFault::Blackhole => return,
+            NetFault::Reset => return,
+            NetFault::Blackhole => return hold(&mut faults).await,
         }
         if to.write_all(&buf[..n]).await.is_err() {
             return;
         }
     }
+}
+
+/// Forwards nothing until the fault changes (or the proxy stops).
+async fn hold(faults: &mut watch::Receiver<NetFault>) {
+    let _ = faults.changed().await;
 }
 
 #[cfg(test)]
@@ -238,10 +243,24 @@ mod tests {
         proxy.set(NetFault::Reset);
         assert!(round_trip(&proxy, Duration::from_secs(2)).await.is_err());
 
+        // A connection opened before the black hole hangs too, it is not closed.
+        proxy.set(NetFault::Pass);
+        let mut open = TcpStream::connect(proxy.addr).await.expect("connect");
+        open.write_all(b"ping").await.expect("write");
+        let mut buf = [0u8; 4];
+        open.read_exact(&mut buf)
+            .await
+            .expect("echo before the fault");
         proxy.set(NetFault::Blackhole);
         assert_eq!(
             round_trip(&proxy, Duration::from_millis(500)).await,
             Err("no answer".to_string())
+        );
+        let _ = open.write_all(b"ping").await;
+        let silent = tokio::time::timeout(Duration::from_millis(500), open.read(&mut buf)).await;
+        assert!(
+            silent.is_err(),
+            "an open connection must hang, got {silent:?}"
         );
 
         proxy.set(NetFault::Pass);
