@@ -29,8 +29,11 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
 COPY --from=planner /build/recipe.json recipe.json
-# The whole workspace's dependencies: the layer to cache.
-RUN cargo chef cook --release --recipe-path recipe.json
+# The dependencies of exactly the binaries built below (not the test crates'):
+# the layer to cache. tests/tests/compose.rs keeps the two lists equal.
+RUN cargo chef cook --release --locked --recipe-path recipe.json \
+    --bin order-service --bin invoice-service --bin notification-service \
+    --bin provision --bin ops --bin healthcheck
 COPY . .
 # Only the shipped binaries. Their packages do not ask for the `failpoints`
 # feature (the end-to-end test crate does), so no fail point is compiled in.

@@ -272,13 +272,11 @@ fn ports_health_checks_and_databases_match_the_code() {
     }
 }
 
-/// `--bin` names of the Dockerfile's build, and the files its runtime stage copies.
-fn dockerfile() -> (String, BTreeSet<String>, BTreeSet<String>) {
-    let text = std::fs::read_to_string(root().join("Dockerfile")).expect("Dockerfile");
-    let joined = text.replace("\\\n", " ");
-    let built = joined
+/// The `--bin` names of the Dockerfile's `RUN <command>` lines.
+fn dockerfile_bins(joined: &str, command: &str) -> BTreeSet<String> {
+    joined
         .lines()
-        .filter(|l| l.starts_with("RUN cargo build"))
+        .filter(|l| l.starts_with(command))
         .flat_map(|l| {
             l.split_whitespace()
                 .collect::<Vec<_>>()
@@ -287,7 +285,19 @@ fn dockerfile() -> (String, BTreeSet<String>, BTreeSet<String>) {
                 .map(|w| w[1].to_string())
                 .collect::<Vec<_>>()
         })
-        .collect();
+        .collect()
+}
+
+/// `--bin` names of the Dockerfile's build, and the files its runtime stage copies.
+fn dockerfile() -> (String, BTreeSet<String>, BTreeSet<String>) {
+    let text = std::fs::read_to_string(root().join("Dockerfile")).expect("Dockerfile");
+    let joined = text.replace("\\\n", " ");
+    let built = dockerfile_bins(&joined, "RUN cargo build");
+    assert_eq!(
+        dockerfile_bins(&joined, "RUN cargo chef cook"),
+        built,
+        "the cached dependency layer is cooked for exactly the binaries the image builds"
+    );
     let copied = joined
         .split_whitespace()
         .filter_map(|w| w.strip_prefix("/build/target/release/"))
