@@ -54,6 +54,7 @@ fn settings() -> RelaySettings {
         batch_size: 10,
         poll_interval: Duration::from_millis(200),
         retention: Duration::from_secs(3600),
+        listen: true,
     }
 }
 
@@ -190,6 +191,44 @@ async fn the_relay_wakes_on_commit_without_waiting_for_the_poll() -> anyhow::Res
     tx.commit().await?;
     let seen = receive_all(&f, 1).await?;
     assert_eq!(seen.get(&env.id), Some(&1));
+    shutdown.cancel();
+    task.await?;
+    Ok(())
+}
+
+/// `RELAY_LISTEN=false`, the benchmark's baseline: no LISTEN session, and a
+/// committed event still leaves, on the next poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_listen_off_the_relay_never_listens_and_publishes_on_its_poll() -> anyhow::Result<()> {
+    let f = fixture().await?;
+    let mut polling = settings();
+    polling.listen = false;
+    polling.batch_size = 1;
+    let relay = Relay::new(
+        f.pool.clone(),
+        SnsPublisher::new(f.sns.clone(), f.topic_arn.clone(), false),
+        polling,
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(relay.run(shutdown.clone()));
+    let envs: Vec<Envelope> = (0..3).map(|_| cancelled()).collect();
+    for env in &envs {
+        let mut tx = f.pool.begin().await?;
+        enqueue(&mut tx, env).await?;
+        tx.commit().await?;
+    }
+    let seen = receive_all(&f, envs.len()).await?;
+    for env in &envs {
+        assert_eq!(seen.get(&env.id), Some(&1));
+    }
+    let listening: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'")
+            .fetch_one(&f.pool)
+            .await?;
+    assert_eq!(
+        listening, 0,
+        "a relay with listen off opened a LISTEN session"
+    );
     shutdown.cancel();
     task.await?;
     Ok(())
