@@ -9,7 +9,8 @@
 //! - `plan`: how big a run is (short for the test suite, long by default).
 //! - `target`: the fault-injection interface, with `local` (processes this
 //!   command starts and signals) and `compose` (`docker compose` commands).
-//! - `load`: the open-loop load and its history of ok / fail / unknown.
+//! - `load`: the open-loop load and its history of ok / fail / unknown
+//!   (`crate::load`, shared with the benchmark).
 //! - `observe`: reading databases, queues and health from outside.
 //! - `experiment`: the named experiments and the method they share.
 //! - `compare`: `sync-vs-async`, the same outage against both designs.
@@ -21,12 +22,13 @@ pub mod checker;
 pub mod compare;
 pub mod compose;
 pub mod experiment;
-pub mod load;
 pub mod local;
 pub mod observe;
 pub mod plan;
 pub mod report;
 pub mod target;
+
+pub use crate::load;
 
 pub use experiment::{Experiment, RunLabels};
 pub use plan::Plan;

@@ -103,37 +103,3 @@ pub trait Target {
         1
     }
 }
-
-/// CPU seconds (user + system) of process `pid`, from `/proc/<pid>/stat`.
-pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces: fields are counted after its `)`.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the name: state is field 3 of the line, utime 14 and stime 15.
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / USER_HZ)
-}
-
-/// The unit of those counters: Linux reports them in USER_HZ, fixed at 100
-/// ticks a second by its ABI whatever the kernel's own tick rate.
-const USER_HZ: f64 = 100.0;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn this_process_has_used_some_cpu_and_the_count_only_grows() {
-        let pid = std::process::id();
-        let first = process_cpu_seconds(pid).expect("readable on Linux");
-        let mut x = 0u64;
-        for i in 0..5_000_000u64 {
-            x = x.wrapping_add(i * i);
-        }
-        assert!(x > 0);
-        let second = process_cpu_seconds(pid).expect("readable on Linux");
-        assert!(second >= first, "{second} < {first}");
-    }
-}
