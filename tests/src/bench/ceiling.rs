@@ -360,6 +360,28 @@ async fn measure(
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let order = sample_order("bench-ceiling-0")?;
+    if backlog > 0 {
+        // Parked first, so the measured pipeline never races the parking.
+        let urls: Vec<&str> = match route {
+            Route::Orders => routes
+                .orders_queues
+                .iter()
+                .map(|(u, _)| u.as_str())
+                .collect(),
+            Route::Billing => routes
+                .billing_queues
+                .iter()
+                .map(|(u, _)| u.as_str())
+                .collect(),
+            Route::Flow => routes
+                .orders_queues
+                .iter()
+                .chain(&routes.billing_queues)
+                .map(|(u, _)| u.as_str())
+                .collect(),
+        };
+        park(&routes.sqs, &urls, backlog, &order).await?;
+    }
     let (forward_tx, forward_rx) = mpsc::unbounded_channel::<Uuid>();
     let mut queues: Vec<(String, Delivery, bool)> = Vec::new();
     match route {
@@ -418,10 +440,6 @@ async fn measure(
         }
     }
     drop(forward_tx);
-    if backlog > 0 {
-        let urls: Vec<&str> = queues.iter().map(|(url, _, _)| url.as_str()).collect();
-        park(&routes.sqs, &urls, backlog, &order).await?;
-    }
 
     // Warm up: a quarter of the measuring time, and until the window is full.
     let warm_until = tokio::time::Instant::now() + duration / 4;

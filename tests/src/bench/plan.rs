@@ -89,7 +89,7 @@ impl Plan {
             reference: Duration::from_secs(15),
             ceiling: Duration::from_secs(4),
             window: 100,
-            backlogs: vec![0, 1000],
+            backlogs: vec![0, 250],
             burst: 1000,
             baseline_poll: Duration::from_millis(100),
             postgres_concurrency: 8,
