@@ -125,7 +125,7 @@ pub fn draw(path: &Path, run: &Run, ceiling: Option<&EmulatorCeiling>) -> anyhow
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.3))
         .draw()?;
