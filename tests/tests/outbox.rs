@@ -58,6 +58,20 @@ fn settings() -> RelaySettings {
     }
 }
 
+/// A relay on the fixture's outbox and topic, until `shutdown`.
+fn spawn_relay(
+    f: &Fixture,
+    settings: RelaySettings,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let relay = Relay::new(
+        f.pool.clone(),
+        SnsPublisher::new(f.sns.clone(), f.topic_arn.clone(), false),
+        settings,
+    );
+    tokio::spawn(relay.run(shutdown.clone()))
+}
+
 fn cancelled() -> Envelope {
     let event = Event::OrderCancelled(OrderCancelled {
         order_id: Uuid::now_v7(),
@@ -164,13 +178,8 @@ async fn the_relay_wakes_on_commit_without_waiting_for_the_poll() -> anyhow::Res
     let f = fixture().await?;
     let mut slow = settings();
     slow.poll_interval = Duration::from_secs(3600);
-    let relay = Relay::new(
-        f.pool.clone(),
-        SnsPublisher::new(f.sns.clone(), f.topic_arn.clone(), false),
-        slow,
-    );
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(relay.run(shutdown.clone()));
+    let task = spawn_relay(&f, slow, &shutdown);
     // Let the relay reach its idle wait, then commit.
     wait::until("the relay to go idle", Duration::from_secs(10), || async {
         let listening: i64 =
@@ -204,13 +213,8 @@ async fn with_listen_off_the_relay_never_listens_and_publishes_on_its_poll() -> 
     let mut polling = settings();
     polling.listen = false;
     polling.batch_size = 1;
-    let relay = Relay::new(
-        f.pool.clone(),
-        SnsPublisher::new(f.sns.clone(), f.topic_arn.clone(), false),
-        polling,
-    );
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(relay.run(shutdown.clone()));
+    let task = spawn_relay(&f, polling, &shutdown);
     let envs: Vec<Envelope> = (0..3).map(|_| cancelled()).collect();
     for env in &envs {
         let mut tx = f.pool.begin().await?;
