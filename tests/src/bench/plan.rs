@@ -62,19 +62,6 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The services' long-polling wait (`SQS_WAIT_TIME_SECONDS`, 10 unless
-    /// the plan sets it).
-    pub fn long_poll(&self) -> Duration {
-        self.service_env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "SQS_WAIT_TIME_SECONDS")
-            .and_then(|(_, v)| v.parse().ok())
-            .map_or(Duration::from_secs(10), Duration::from_secs)
-    }
-}
-
-impl Plan {
     /// The `bench` command's default.
     pub fn full() -> Plan {
         Plan {
@@ -124,6 +111,17 @@ impl Plan {
             service_env: vec![("SQS_WAIT_TIME_SECONDS".into(), "2".into())],
         }
     }
+
+    /// The services' long-polling wait (`SQS_WAIT_TIME_SECONDS`, 10 unless
+    /// the plan sets it).
+    pub fn long_poll(&self) -> Duration {
+        self.service_env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "SQS_WAIT_TIME_SECONDS")
+            .and_then(|(_, v)| v.parse().ok())
+            .map_or(Duration::from_secs(10), Duration::from_secs)
+    }
 }
 
 /// moto with the fixes, and fakecloud where its binary is installed.
@@ -154,5 +152,16 @@ mod millis {
         s: S,
     ) -> Result<S::Ok, S::Error> {
         s.serialize_u128(d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_long_poll_is_the_services_default_unless_the_plan_sets_it() {
+        assert_eq!(Plan::full().long_poll(), Duration::from_secs(10));
+        assert_eq!(Plan::smoke().long_poll(), Duration::from_secs(2));
     }
 }
