@@ -115,6 +115,9 @@ pub struct RelaySettings {
     pub poll_interval: Duration,
     /// `RELAY_RETENTION_HOURS`, default 24: how long published rows are kept.
     pub retention: Duration,
+    /// `RELAY_LISTEN`, default true: wake on the outbox's NOTIFY at commit.
+    /// `false` polls at the interval only, as the benchmark's baseline does.
+    pub listen: bool,
 }
 
 /// Settings of the SQS consumers.
@@ -207,6 +210,7 @@ impl CommonSettings {
                 retention: Duration::from_secs(
                     3600 * env.parse_or("RELAY_RETENTION_HOURS", 24u64)?,
                 ),
+                listen: env.parse_or("RELAY_LISTEN", true)?,
             },
             consumer: ConsumerSettings {
                 concurrency,
@@ -234,6 +238,7 @@ mod tests {
             .expect("valid");
         assert_eq!(s.port, 8081);
         assert_eq!(s.relay.batch_size, 10);
+        assert!(s.relay.listen);
         assert_eq!(s.consumer.wait_time_secs, 10);
         assert_eq!(s.consumer.visibility_timeout_secs, 30);
         assert_eq!(s.consumer.retry_max_delay, Duration::from_secs(300));
@@ -285,6 +290,23 @@ mod tests {
         )
         .expect_err("must fail");
         assert_eq!(err.name, "CONSUMER_VISIBILITY_TIMEOUT_SECS");
+    }
+
+    #[test]
+    fn the_relay_can_be_told_not_to_listen_and_a_bad_value_is_one_line() {
+        let s = CommonSettings::from_env(
+            &env(&[("DATABASE_URL", "postgres://x"), ("RELAY_LISTEN", "false")]),
+            1,
+        )
+        .expect("valid");
+        assert!(!s.relay.listen);
+        let err = CommonSettings::from_env(
+            &env(&[("DATABASE_URL", "postgres://x"), ("RELAY_LISTEN", "no")]),
+            1,
+        )
+        .expect_err("must fail");
+        assert_eq!(err.name, "RELAY_LISTEN");
+        assert!(!err.to_string().contains('\n'), "{err}");
     }
 
     #[test]

@@ -238,6 +238,31 @@ pub struct Stack {
     pub log_dir: PathBuf,
 }
 
+/// A running stack as `Stack::describe` writes it down.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StackDescription {
+    /// Each service's base URL and process id, by name.
+    pub services: BTreeMap<String, DescribedService>,
+    /// The emulator's kind (`moto`, `moto-stock`, `fakecloud`).
+    pub emulator: String,
+    pub emulator_url: String,
+    pub emulator_pid: u32,
+    /// Each service's database URL, by service name.
+    pub databases: BTreeMap<String, String>,
+    /// Superuser URLs of the ephemeral Postgres servers (`shared`, or one per
+    /// service name); empty on an external server.
+    pub postgres_admin_urls: BTreeMap<String, String>,
+    pub postgres_pids: Vec<u32>,
+    /// `standard` or `fifo`.
+    pub orders_chain: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DescribedService {
+    pub url: String,
+    pub pid: Option<u32>,
+}
+
 /// The directory holding the service binaries: next to the running executable
 /// (a test in `target/<profile>/deps`, or the demo in `target/<profile>`), or
 /// `STACK_BIN_DIR`.
@@ -438,6 +463,45 @@ impl Stack {
         self.replicas
             .last_mut()
             .context("the replica was just added")
+    }
+
+    /// Where everything answers and which processes run it, for a tool
+    /// that drives this stack from outside (`bench --running`).
+    pub fn describe(&mut self) -> StackDescription {
+        StackDescription {
+            services: self
+                .services
+                .iter()
+                .map(|(name, p)| {
+                    (
+                        name.to_string(),
+                        DescribedService {
+                            url: p.url(),
+                            pid: p.pid(),
+                        },
+                    )
+                })
+                .collect(),
+            emulator: self.emulator.kind().to_string(),
+            emulator_url: self.emulator.endpoint(),
+            emulator_pid: self.emulator.process().pid(),
+            databases: self
+                .database_urls
+                .iter()
+                .map(|(name, url)| (name.to_string(), url.clone()))
+                .collect(),
+            postgres_admin_urls: self
+                .clusters
+                .iter()
+                .map(|(name, c)| (name.to_string(), c.admin_url()))
+                .collect(),
+            postgres_pids: self.clusters.values().filter_map(|c| c.pid()).collect(),
+            orders_chain: if self.topology.topics.iter().any(|t| t.fifo) {
+                Chain::Fifo.to_string()
+            } else {
+                Chain::Standard.to_string()
+            },
+        }
     }
 
     /// The last lines of every log, for a failure message.

@@ -54,7 +54,22 @@ fn settings() -> RelaySettings {
         batch_size: 10,
         poll_interval: Duration::from_millis(200),
         retention: Duration::from_secs(3600),
+        listen: true,
     }
+}
+
+/// A relay on the fixture's outbox and topic, until `shutdown`.
+fn spawn_relay(
+    f: &Fixture,
+    settings: RelaySettings,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let relay = Relay::new(
+        f.pool.clone(),
+        SnsPublisher::new(f.sns.clone(), f.topic_arn.clone(), false),
+        settings,
+    );
+    tokio::spawn(relay.run(shutdown.clone()))
 }
 
 fn cancelled() -> Envelope {
@@ -163,13 +178,8 @@ async fn the_relay_wakes_on_commit_without_waiting_for_the_poll() -> anyhow::Res
     let f = fixture().await?;
     let mut slow = settings();
     slow.poll_interval = Duration::from_secs(3600);
-    let relay = Relay::new(
-        f.pool.clone(),
-        SnsPublisher::new(f.sns.clone(), f.topic_arn.clone(), false),
-        slow,
-    );
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(relay.run(shutdown.clone()));
+    let task = spawn_relay(&f, slow, &shutdown);
     // Let the relay reach its idle wait, then commit.
     wait::until("the relay to go idle", Duration::from_secs(10), || async {
         let listening: i64 =
@@ -190,6 +200,39 @@ async fn the_relay_wakes_on_commit_without_waiting_for_the_poll() -> anyhow::Res
     tx.commit().await?;
     let seen = receive_all(&f, 1).await?;
     assert_eq!(seen.get(&env.id), Some(&1));
+    shutdown.cancel();
+    task.await?;
+    Ok(())
+}
+
+/// `RELAY_LISTEN=false`, the benchmark's baseline: no LISTEN session, and a
+/// committed event still leaves, on the next poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_listen_off_the_relay_never_listens_and_publishes_on_its_poll() -> anyhow::Result<()> {
+    let f = fixture().await?;
+    let mut polling = settings();
+    polling.listen = false;
+    polling.batch_size = 1;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = spawn_relay(&f, polling, &shutdown);
+    let envs: Vec<Envelope> = (0..3).map(|_| cancelled()).collect();
+    for env in &envs {
+        let mut tx = f.pool.begin().await?;
+        enqueue(&mut tx, env).await?;
+        tx.commit().await?;
+    }
+    let seen = receive_all(&f, envs.len()).await?;
+    for env in &envs {
+        assert_eq!(seen.get(&env.id), Some(&1));
+    }
+    let listening: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'")
+            .fetch_one(&f.pool)
+            .await?;
+    assert_eq!(
+        listening, 0,
+        "a relay with listen off opened a LISTEN session"
+    );
     shutdown.cancel();
     task.await?;
     Ok(())

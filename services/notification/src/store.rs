@@ -28,9 +28,11 @@ pub async fn record_sent(
     n: &Notification,
     channel: &str,
 ) -> Result<bool, sqlx::Error> {
+    // clock_timestamp(), not now() (the column default): now() is the start
+    // of the inbox transaction, when the event arrived, not when it was recorded.
     let done = sqlx::query(
-        "INSERT INTO notifications (id, event_id, event_type, order_id, kind, channel, recipient, message, sent_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now()) ON CONFLICT (event_id) DO NOTHING",
+        "INSERT INTO notifications (id, event_id, event_type, order_id, kind, channel, recipient, message, created_at, sent_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, clock_timestamp(), clock_timestamp()) ON CONFLICT (event_id) DO NOTHING",
     )
     .bind(n.id)
     .bind(n.event_id)

@@ -276,9 +276,11 @@ pub async fn record_invoice(
     invoice_id: Uuid,
     total_minor: i64,
 ) -> Result<bool, sqlx::Error> {
+    // clock_timestamp(): now() would be the start of the consumer's inbox
+    // transaction, the time the event arrived rather than the order changed.
     let done = sqlx::query(
         "UPDATE orders SET invoice_id = $2, invoice_total_minor = $3, \
-         status = CASE WHEN status = 'PLACED' THEN 'INVOICED' ELSE status END, updated_at = now() \
+         status = CASE WHEN status = 'PLACED' THEN 'INVOICED' ELSE status END, updated_at = clock_timestamp() \
          WHERE id = $1",
     )
     .bind(order_id)

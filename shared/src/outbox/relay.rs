@@ -228,7 +228,10 @@ impl<P: Publisher> Relay<P> {
 
     /// Runs until `shutdown` is cancelled; the batch in progress is finished first.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut listener = self.listen().await;
+        let mut listener = match self.settings.listen {
+            true => self.listen().await,
+            false => None,
+        };
         let mut backoff = new_backoff();
         let mut last_prune = tokio::time::Instant::now();
         while !shutdown.is_cancelled() {

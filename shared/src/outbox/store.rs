@@ -182,7 +182,10 @@ pub async fn mark_published(
     if ids.is_empty() {
         return Ok(());
     }
-    sqlx::query("UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = ANY($1)")
+    // clock_timestamp(), not now(): now() is the start of the relay's
+    // transaction, before the claim and the broker call; this statement runs
+    // once the broker has answered, which is when the event was published.
+    sqlx::query("UPDATE outbox SET published_at = clock_timestamp(), attempts = attempts + 1, last_error = NULL WHERE id = ANY($1)")
         .bind(ids)
         .execute(&mut **tx)
         .await?;

@@ -70,11 +70,15 @@ async fn main() -> anyhow::Result<()> {
         "starting {}, Postgres, the topology and three services…",
         args.emulator
     );
-    let stack = Stack::start(options).await?;
+    let mut stack = Stack::start(options).await?;
+    // What `bench --running` reads to drive this stack.
+    let description = args.log_dir.join("stack.json");
+    std::fs::write(&description, serde_json::to_vec_pretty(&stack.describe())?)?;
     println!(
-        "stack ready in {:.1} s (logs in {})\n",
+        "stack ready in {:.1} s (logs in {}, addresses and processes in {})\n",
         started.elapsed().as_secs_f64(),
-        args.log_dir.display()
+        args.log_dir.display(),
+        description.display()
     );
     let client = Client::for_stack(&stack);
 

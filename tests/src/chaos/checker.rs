@@ -387,6 +387,7 @@ mod tests {
             customer_id: format!("run-{n}"),
             scheduled_at: Utc::now(),
             latency_ms: 5.0,
+            send_lag_ms: 0.0,
             outcome,
         }
     }

@@ -12,7 +12,8 @@ use shared::topology::{Service, Topology};
 use testkit::emulator::EmulatorKind;
 use testkit::proxy::FaultProxy;
 
-use super::target::{Endpoints, Exit, Part, Target, process_cpu_seconds};
+use super::target::{Endpoints, Exit, Part, Target};
+use crate::procfs::process_cpu_seconds;
 use crate::stack::{PostgresSource, Stack, StackOptions};
 
 /// How to start the local stack for one experiment.

@@ -9,7 +9,8 @@
 //! - `plan`: how big a run is (short for the test suite, long by default).
 //! - `target`: the fault-injection interface, with `local` (processes this
 //!   command starts and signals) and `compose` (`docker compose` commands).
-//! - `load`: the open-loop load and its history of ok / fail / unknown.
+//! - `load`: the open-loop load and its history of ok / fail / unknown
+//!   (`crate::load`, shared with the benchmark).
 //! - `observe`: reading databases, queues and health from outside.
 //! - `experiment`: the named experiments; `method`: the steps they all follow;
 //!   `faults`: what each one breaks; `plant`: the duplicates and poison put
@@ -24,7 +25,6 @@ pub mod compare;
 pub mod compose;
 pub mod experiment;
 pub mod faults;
-pub mod load;
 pub mod local;
 pub mod method;
 pub mod observe;
@@ -33,6 +33,8 @@ pub mod plant;
 pub mod report;
 pub mod target;
 pub mod verify;
+
+pub use crate::load;
 
 pub use experiment::Experiment;
 pub use method::RunLabels;

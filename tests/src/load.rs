@@ -1,4 +1,5 @@
-//! Open-loop order load, and the history of every attempt.
+//! Open-loop order load, and the history of every attempt: what the chaos
+//! experiments run faults under and what the benchmark measures with.
 //!
 //! Requests leave at a constant rate whatever the answers do: a slow or
 //! failing order service does not slow the load down, so its latency is not
@@ -42,6 +43,11 @@ pub struct Attempt {
     pub scheduled_at: DateTime<Utc>,
     /// From `scheduled_at` to the answer (or the give-up).
     pub latency_ms: f64,
+    /// From `scheduled_at` to the moment the request was handed to the HTTP
+    /// client: how far the load fell behind its own schedule (near zero
+    /// unless this process is short of CPU).
+    #[serde(default)]
+    pub send_lag_ms: f64,
     #[serde(flatten)]
     pub outcome: Outcome,
 }
@@ -170,6 +176,7 @@ async fn schedule(
         let request = http.post(&url).json(&body).timeout(settings.timeout).send();
         let history = history.clone();
         in_flight.spawn(async move {
+            let send_lag_ms = due.elapsed().as_secs_f64() * 1000.0;
             let outcome = classify(request.await).await;
             let latency_ms = due.elapsed().as_secs_f64() * 1000.0;
             if let Ok(mut h) = history.lock() {
@@ -178,6 +185,7 @@ async fn schedule(
                     customer_id,
                     scheduled_at,
                     latency_ms,
+                    send_lag_ms,
                     outcome,
                 });
             }

@@ -1,0 +1,511 @@
+//! What a run leaves behind, under `results/bench/<time>/`:
+//!
+//! - `report.md`: the machine, the command, the ceilings, every step, the
+//!   hops at the reference rate, CPU and memory, the baseline, and each
+//!   target with its ratio (also printed on the terminal);
+//! - `report.json`: all of it, for machines (every step's hops and backlog
+//!   samples too);
+//! - `latency-<emulator>.svg`: latency percentiles against offered load.
+//!
+//! Every figure stands beside the ceiling it is compared with: a ratio is
+//! the figure divided by its limit, so "0.85 of the ceiling" and "1.3× the
+//! latency target" read the same way whatever the machine.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::ceiling::{CallLatency, EmulatorCeiling, PostgresCeiling, Route};
+use super::hops::{self, HopStats, Percentiles};
+use super::plan::Plan;
+use super::step::{Burst, Step};
+
+/// The machine the run was on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub memory_gib: f64,
+    pub kernel: String,
+}
+
+impl Machine {
+    pub fn read() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let field = |text: &str, name: &str| -> String {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        let memory_kib: f64 = field(&meminfo, "MemTotal")
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .unwrap_or(0.0);
+        Machine {
+            cpu: field(&cpuinfo, "model name"),
+            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            memory_gib: memory_kib / 1024.0 / 1024.0,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        }
+    }
+}
+
+/// The 1, 5 and 15 minute load averages: how busy the machine was.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The baseline relay, run at the same reference rate.
+#[derive(Debug, Clone, Serialize)]
+pub struct Baseline {
+    pub settings: Vec<(String, String)>,
+    pub reference: Step,
+    pub burst: Burst,
+}
+
+/// The published size of each event type in the flow, in bytes.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MessageBytes {
+    pub order_placed: usize,
+    pub invoice_issued: usize,
+}
+
+/// The whole benchmark on one emulator.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub emulator: String,
+    pub postgres: PostgresCeiling,
+    /// The search's steps, then the reference step and any extra rates.
+    pub steps: Vec<Step>,
+    pub sustained_rate: f64,
+    pub reference: Step,
+    pub burst: Burst,
+    /// Not measured on a stack the benchmark did not start.
+    pub baseline: Option<Baseline>,
+    pub message_bytes: MessageBytes,
+    /// Each service's resident high-water mark at the end of the run with
+    /// our relay (before the baseline restarts two of them), in bytes.
+    pub rss_peak: Vec<(String, u64)>,
+    pub verdicts: Vec<Verdict>,
+    pub ratios: Vec<Ratio>,
+}
+
+/// One target of the issue, judged.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub target: String,
+    pub observed: String,
+    /// The figure divided by its limit.
+    pub ratio: f64,
+    pub met: bool,
+}
+
+/// A figure set against another measured in the same run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ratio {
+    pub what: String,
+    pub ratio: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub started_at: DateTime<Utc>,
+    pub seconds: f64,
+    pub command: String,
+    pub machine: Machine,
+    /// Load averages when the run started and ended: a busy machine makes
+    /// noisy figures.
+    pub load_average_before: String,
+    pub load_average_after: String,
+    pub plan: Plan,
+    /// The sizes the ceilings published (the flow's are in each run).
+    pub ceiling_message_bytes: MessageBytes,
+    pub ceilings: Vec<EmulatorCeiling>,
+    /// One publish call on an idle emulator: the floor of the relay hops.
+    pub calls: Vec<CallLatency>,
+    pub runs: Vec<Run>,
+}
+
+const RELAY_P99_MS: f64 = 20.0;
+const END_TO_END_P99_MS: f64 = 150.0;
+const CPU_MS_PER_ORDER: f64 = 1.0;
+const RSS_BYTES: f64 = 50e6;
+const THROUGHPUT_SHARE: f64 = 0.8;
+
+/// The flow ceiling of `emulator` without a parked backlog: the queues as
+/// the services keep them.
+pub fn flow_ceiling<'a>(
+    ceilings: &'a [EmulatorCeiling],
+    emulator: &str,
+) -> Option<&'a EmulatorCeiling> {
+    ceilings
+        .iter()
+        .find(|c| c.emulator == emulator && c.route == Route::Flow && c.backlog == 0)
+}
+
+/// Judges a run against the issue's targets and computes its ratios.
+pub fn judge(run: &mut Run, ceilings: &[EmulatorCeiling]) {
+    let mut verdicts = Vec::new();
+    let mut ratios = Vec::new();
+    let rate = run.sustained_rate;
+    if let Some(ceiling) = flow_ceiling(ceilings, &run.emulator) {
+        let ratio = rate / ceiling.orders_per_sec.max(f64::MIN_POSITIVE);
+        verdicts.push(Verdict {
+            target: format!(
+                "sustained throughput ≥ {:.0} % of the {} flow ceiling",
+                THROUGHPUT_SHARE * 100.0,
+                run.emulator
+            ),
+            observed: format!(
+                "{rate:.0} orders/s of {:.0} (depth ≈{:.0})",
+                ceiling.orders_per_sec, ceiling.depth_mean
+            ),
+            ratio,
+            met: ratio >= THROUGHPUT_SHARE,
+        });
+    }
+    // A ceiling that completed nothing in its time has no ratio to give.
+    for c in ceilings
+        .iter()
+        .filter(|c| c.route == Route::Flow && c.orders_per_sec > 0.0)
+    {
+        ratios.push(Ratio {
+            what: format!(
+                "sustained rate ÷ {} flow ceiling at depth ≈{:.0}",
+                c.emulator, c.depth_mean
+            ),
+            ratio: rate / c.orders_per_sec,
+        });
+    }
+    ratios.push(Ratio {
+        what: "sustained rate ÷ Postgres ceiling (order + outbox transaction)".into(),
+        ratio: rate / run.postgres.orders_per_sec.max(f64::MIN_POSITIVE),
+    });
+    let reference = &run.reference;
+    for hop in [hops::ORDER_RELAY, hops::INVOICE_RELAY] {
+        let p99 = latency(reference, hop).p99;
+        verdicts.push(Verdict {
+            target: format!("{hop}: p99 ≤ {RELAY_P99_MS:.0} ms at half the sustained rate"),
+            observed: format!("p99 {p99:.1} ms at {:.0}/s", reference.offered_rate),
+            ratio: p99 / RELAY_P99_MS,
+            met: p99 <= RELAY_P99_MS && latency(reference, hop).count > 0,
+        });
+    }
+    let e2e = latency(reference, hops::END_TO_END);
+    verdicts.push(Verdict {
+        target: format!(
+            "accepted → notification recorded: p99 ≤ {END_TO_END_P99_MS:.0} ms at half the sustained rate"
+        ),
+        observed: format!("p99 {:.1} ms at {:.0}/s", e2e.p99, reference.offered_rate),
+        ratio: e2e.p99 / END_TO_END_P99_MS,
+        met: e2e.p99 <= END_TO_END_P99_MS && e2e.count > 0,
+    });
+    let cpu = reference.services_cpu_ms_per_order();
+    verdicts.push(Verdict {
+        target: format!("three services together ≤ {CPU_MS_PER_ORDER} ms CPU per order"),
+        observed: format!("{cpu:.2} ms per order at {:.0}/s", reference.offered_rate),
+        ratio: cpu / CPU_MS_PER_ORDER,
+        met: cpu <= CPU_MS_PER_ORDER,
+    });
+    for (service, peak) in &run.rss_peak {
+        let sampled = run
+            .steps
+            .iter()
+            .flat_map(|s| &s.usage)
+            .filter(|u| u.process.starts_with(service.as_str()))
+            .filter_map(|u| u.rss_max_bytes)
+            .max()
+            .unwrap_or(0);
+        let worst = (*peak).max(sampled) as f64;
+        verdicts.push(Verdict {
+            target: format!("{service} service ≤ 50 MB resident under load"),
+            observed: format!("peak {:.1} MB", worst / 1e6),
+            ratio: worst / RSS_BYTES,
+            met: worst <= RSS_BYTES,
+        });
+    }
+    if let Some(baseline) = &run.baseline {
+        let base = &baseline.reference;
+        for (what, hop) in [
+            ("order relay", hops::ORDER_RELAY),
+            ("invoice relay", hops::INVOICE_RELAY),
+            ("end to end", hops::END_TO_END),
+        ] {
+            let (ours, theirs) = (latency(reference, hop), latency(base, hop));
+            ratios.push(Ratio {
+                what: format!("baseline ÷ ours, {what} p50 at {:.0}/s", base.offered_rate),
+                ratio: theirs.p50 / ours.p50.max(0.001),
+            });
+            ratios.push(Ratio {
+                what: format!("baseline ÷ ours, {what} p99 at {:.0}/s", base.offered_rate),
+                ratio: theirs.p99 / ours.p99.max(0.001),
+            });
+        }
+        ratios.push(Ratio {
+            what: "ours ÷ baseline, relay drain rate (events/s)".into(),
+            ratio: run.burst.relay_events_per_sec / baseline.burst.relay_events_per_sec.max(0.001),
+        });
+        ratios.push(Ratio {
+            what: "ours ÷ baseline, services' CPU per order at the reference rate".into(),
+            ratio: cpu / base.services_cpu_ms_per_order().max(0.000_001),
+        });
+    }
+    run.verdicts = verdicts;
+    run.ratios = ratios;
+}
+
+fn latency(step: &Step, hop: &str) -> Percentiles {
+    step.hop(hop).map(|h| h.latency).unwrap_or_default()
+}
+
+impl Report {
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(self)?)?;
+        std::fs::write(dir.join("report.md"), self.markdown())?;
+        for run in &self.runs {
+            super::chart::draw(
+                &dir.join(format!("latency-{}.svg", run.emulator)),
+                run,
+                flow_ceiling(&self.ceilings, &run.emulator),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The report for humans: what the terminal shows and `report.md` holds.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let m = &self.machine;
+        let _ = writeln!(
+            md,
+            "# Benchmark run of {}\n",
+            self.started_at.format("%Y-%m-%d %H:%M UTC")
+        );
+        let _ = writeln!(
+            md,
+            "Machine: {} × {}, {:.1} GiB, Linux {}. Load average before {}, after {}. Took {:.0} s.\n",
+            m.cores,
+            m.cpu,
+            m.memory_gib,
+            m.kernel,
+            self.load_average_before,
+            self.load_average_after,
+            self.seconds
+        );
+        let _ = writeln!(md, "Command: `{}`\n", self.command);
+        let _ = writeln!(md, "## Ceilings\n");
+        let _ = writeln!(
+            md,
+            "The emulators driven by a bare client (messages of {} and {} bytes, batches of 10):\n",
+            self.ceiling_message_bytes.order_placed, self.ceiling_message_bytes.invoice_issued
+        );
+        let _ = writeln!(
+            md,
+            "| emulator | route | orders in flight | parked per queue | depth seen (mean / max) | orders/s | deliveries/s | errors |\n|---|---|---:|---:|---:|---:|---:|---:|"
+        );
+        for c in &self.ceilings {
+            let _ = writeln!(
+                md,
+                "| {} | {:?}: {} | {} | {} | {:.0} / {} | {:.0} | {:.0} | {} |",
+                c.emulator,
+                c.route,
+                c.route.describe(),
+                c.window,
+                c.backlog,
+                c.depth_mean,
+                c.depth_max,
+                c.orders_per_sec,
+                c.deliveries_per_sec,
+                c.errors
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\nOne publish call on an idle emulator, {} calls in a row (ms): the floor under the relay hops, whose `published_at` is taken after the broker answered.\n\n| emulator | call | entries | p50 | p90 | p99 | max |\n|---|---|---:|---:|---:|---:|---:|",
+            super::ceiling::CALLS
+        );
+        for c in &self.calls {
+            let l = c.latency;
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                c.emulator, c.call, c.entries, l.p50, l.p90, l.p99, l.max
+            );
+        }
+        for run in &self.runs {
+            run_markdown(&mut md, run);
+        }
+        md
+    }
+}
+
+/// Two decimals, or three significant digits for a small ratio.
+fn ratio(r: f64) -> String {
+    if r != 0.0 && r.abs() < 0.1 {
+        format!("{r:.3}")
+    } else {
+        format!("{r:.2}")
+    }
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / 1e6)
+}
+
+fn run_markdown(md: &mut String, run: &Run) {
+    let _ = writeln!(md, "\n## On {}\n", run.emulator);
+    let pg = &run.postgres;
+    let _ = writeln!(
+        md,
+        "Postgres ceiling (order + outbox transaction, {} connections): **{:.0} orders/s** (one transaction p50 {:.2} ms, p99 {:.2} ms).\n",
+        pg.concurrency, pg.orders_per_sec, pg.latency.p50, pg.latency.p99
+    );
+    let _ = writeln!(
+        md,
+        "Published sizes: OrderPlaced {} bytes, InvoiceIssued {} bytes. **Sustained rate: {:.0} orders/s**; reference rate (half): {:.0}/s.\n",
+        run.message_bytes.order_placed,
+        run.message_bytes.invoice_issued,
+        run.sustained_rate,
+        run.reference.offered_rate
+    );
+    let _ = writeln!(
+        md,
+        "### Targets\n\n| target | observed | ratio | met |\n|---|---|---:|---|"
+    );
+    for v in &run.verdicts {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            v.target,
+            v.observed,
+            ratio(v.ratio),
+            if v.met { "yes" } else { "**no**" }
+        );
+    }
+    let _ = writeln!(md, "\n### Ratios\n\n| figure | ratio |\n|---|---:|");
+    for r in &run.ratios {
+        let _ = writeln!(md, "| {} | {} |", r.what, ratio(r.ratio));
+    }
+    let _ = writeln!(
+        md,
+        "\n### Steps\n\n| step | offered/s | accepted | completed | e2e p50 | p90 | p99 | p99.9 | max (ms) | order relay p99 | backlog slope/s | deepest queue | drain s | services CPU ms/order | sustained |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
+    let baseline = run.baseline.as_ref().map(|b| &b.reference);
+    for step in run.steps.iter().chain(baseline) {
+        let e2e = latency(step, hops::END_TO_END);
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} | {}/{} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:+.1} | {} | {:.1} | {:.2} | {} |",
+            step.label,
+            step.offered_rate,
+            step.accepted,
+            step.attempts,
+            step.completed,
+            e2e.p50,
+            e2e.p90,
+            e2e.p99,
+            e2e.p999,
+            e2e.max,
+            latency(step, hops::ORDER_RELAY).p99,
+            step.backlog_slope,
+            step.deepest_queue_max,
+            step.drain_seconds,
+            step.services_cpu_ms_per_order(),
+            if step.sustained {
+                "yes".to_string()
+            } else {
+                format!("no: {}", step.why_not.join("; "))
+            }
+        );
+    }
+    let mut at_reference = vec![("our relay", &run.reference)];
+    if let Some(b) = &run.baseline {
+        at_reference.push(("the baseline relay", &b.reference));
+    }
+    for (title, step) in at_reference {
+        let _ = writeln!(
+            md,
+            "\n### Hops at {:.0} orders/s, {title} (ms)\n",
+            step.offered_rate
+        );
+        hops_table(md, &step.hops);
+        let _ = writeln!(
+            md,
+            "\n| process | CPU s | CPU ms per order | RSS max sampled (MB) | RSS high-water (MB) |\n|---|---:|---:|---:|---:|"
+        );
+        for u in &step.usage {
+            let _ = writeln!(
+                md,
+                "| {} | {:.2} | {:.3} | {} | {} |",
+                u.process,
+                u.cpu_seconds,
+                u.cpu_ms_per_order,
+                u.rss_max_bytes.map(mb).unwrap_or_else(|| "–".into()),
+                u.rss_peak_bytes.map(mb).unwrap_or_else(|| "–".into()),
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\n### Relay drain (burst of {} orders committed while the order service was frozen)\n\n| relay | settings | relay events/s | system orders/s | completed |\n|---|---|---:|---:|---:|",
+        run.burst.orders
+    );
+    let mut bursts = vec![("ours", "defaults".to_string(), &run.burst)];
+    if let Some(b) = &run.baseline {
+        let settings = b
+            .settings
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        bursts.push(("baseline", settings, &b.burst));
+    }
+    for (name, how, b) in bursts {
+        let _ = writeln!(
+            md,
+            "| {name} | {how} | {:.0} | {:.0} | {}/{} |",
+            b.relay_events_per_sec, b.system_orders_per_sec, b.completed, b.orders
+        );
+    }
+}
+
+fn hops_table(md: &mut String, hops: &[HopStats]) {
+    let _ = writeln!(
+        md,
+        "| hop | count | p50 | p90 | p99 | p99.9 | max |\n|---|---:|---:|---:|---:|---:|---:|"
+    );
+    for h in hops {
+        let l = h.latency;
+        let _ = writeln!(
+            md,
+            "| {}{} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            h.hop,
+            if h.negative > 0 {
+                format!(" ({} negative)", h.negative)
+            } else {
+                String::new()
+            },
+            l.count,
+            l.p50,
+            l.p90,
+            l.p99,
+            l.p999,
+            l.max
+        );
+    }
+}
