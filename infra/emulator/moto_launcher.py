@@ -14,7 +14,7 @@ experiments and benchmarks do to it:
    `jsonpath_ng.ext.parse` (a PLY parser build) several times per event and
    target.
 
-The fixes: `Queue.attributes` becomes a read-only mapping that computes an
+The fixes (none of them with MOTO_STOCK=1): `Queue.attributes` becomes a read-only mapping that computes an
 attribute when it is read (reading all of them costs what it did before), and
 `jsonpath_ng.ext.parse` is memoised. Neither changes what moto answers; the
 self-test below compares the mapping with the stock property on queues of
@@ -294,6 +294,13 @@ def main(argv):
         )
         return 3
     print(f"moto_launcher: {'stock moto' if stock else 'moto with the backlog fixes'}", flush=True)
+    if not stock and os.environ.get("MOTO_ACCESS_LOG", "") in ("", "0"):
+        # One log line per request, written under a lock, is a sixth of what
+        # moto does under load (a profile in BENCHMARKS.md); errors still show.
+        # MOTO_ACCESS_LOG=1 keeps the access log.
+        import logging
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
     from moto.server import main as serve
 
     serve(argv)
