@@ -155,12 +155,17 @@ impl Emulator {
             EmulatorKind::Fakecloud => {
                 let binary = fakecloud_binary().ok_or(EmulatorError::FakecloudNotInstalled)?;
                 let mut command = Command::new(binary);
-                command.args(["--addr", &format!("127.0.0.1:{port}"), "--log", "warn"]);
+                command.args([
+                    "--addr",
+                    &format!("127.0.0.1:{port}"),
+                    "--log-level",
+                    "warn",
+                ]);
                 (command, "/_fakecloud/health")
             }
         };
         let process = ChildGuard::spawn(kind.as_str(), command, &log_dir.join("emulator.log"))?;
-        let emulator = Emulator {
+        let mut emulator = Emulator {
             kind,
             process,
             port,
@@ -171,8 +176,12 @@ impl Emulator {
             &format!("{kind} to answer"),
             Duration::from_secs(30),
             || {
+                let exited = emulator.process.try_wait();
                 let request = http.get(&url).send();
                 async move {
+                    if let Ok(Some(status)) = exited {
+                        return Err(format!("it exited with {status}"));
+                    }
                     match request.await {
                         Ok(r) if r.status().is_success() => Ok(()),
                         Ok(r) => Err(format!("HTTP {}", r.status())),
