@@ -73,6 +73,26 @@ fn every_figure_is_there(report: &Report) {
     assert!(run.postgres.orders_per_sec > 0.0, "{:?}", run.postgres);
     assert!(run.postgres.latency.count > 0);
     assert!(run.message_bytes.order_placed > 0 && run.message_bytes.invoice_issued > 0);
+    // The ceilings publish what the services publish: the same envelopes, and
+    // the trace context where the services write one. Only names and
+    // counters differ in length.
+    for (ceiling, published) in [
+        (
+            report.ceiling_message_bytes.order_placed,
+            run.message_bytes.order_placed,
+        ),
+        (
+            report.ceiling_message_bytes.invoice_issued,
+            run.message_bytes.invoice_issued,
+        ),
+    ] {
+        assert!(
+            ceiling.abs_diff(published) <= 16,
+            "the ceilings publish {:?}, the services {:?}",
+            report.ceiling_message_bytes,
+            run.message_bytes
+        );
+    }
     let baseline = run
         .baseline
         .as_ref()

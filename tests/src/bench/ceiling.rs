@@ -141,13 +141,23 @@ fn envelopes(order: &order::domain::NewOrder) -> (Envelope, Envelope) {
         currency: placed.currency,
     };
     let correlation = order_id.to_string();
+    let mut invoice_issued = Envelope::new(
+        Service::Invoice,
+        &Event::InvoiceIssued(issued),
+        &correlation,
+    );
+    // The invoice service writes its handler span's trace context into the
+    // event (EventBridge delivers no message attributes to carry it), so its
+    // `InvoiceIssued` is a `traceparent` longer than a bare envelope. The
+    // benchmark's requests carry no trace context, so `OrderPlaced` has none.
+    invoice_issued.traceparent = Some(format!(
+        "00-{}-{}-01",
+        Uuid::now_v7().simple(),
+        &Uuid::now_v7().simple().to_string()[16..]
+    ));
     (
         Envelope::new(Service::Order, &Event::OrderPlaced(placed), &correlation),
-        Envelope::new(
-            Service::Invoice,
-            &Event::InvoiceIssued(issued),
-            &correlation,
-        ),
+        invoice_issued,
     )
 }
 
