@@ -51,14 +51,14 @@ fn calls_within_limit(sizes: &[usize]) -> Vec<Range<usize>> {
 /// error is returned, as for a broker that is down (the relay retries the
 /// batch later). When a later call fails, the earlier ones are published, so
 /// that call's entries fail one by one and are retried on their own.
-async fn publish_in_calls<'a, Send, Sent>(
+async fn publish_in_calls<'a, Call, Answer>(
     batch: &'a [OutboxMessage],
     size: impl Fn(&OutboxMessage) -> usize,
-    send: Send,
+    send: Call,
 ) -> Result<Vec<EntryOutcome>, PublishError>
 where
-    Send: Fn(&'a [OutboxMessage]) -> Sent,
-    Sent: Future<Output = Result<Vec<EntryOutcome>, PublishError>>,
+    Call: Fn(&'a [OutboxMessage]) -> Answer,
+    Answer: Future<Output = Result<Vec<EntryOutcome>, PublishError>>,
 {
     let sizes: Vec<usize> = batch.iter().map(size).collect();
     let mut outcomes = Vec::with_capacity(batch.len());
