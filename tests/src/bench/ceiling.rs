@@ -349,6 +349,10 @@ impl Tracker {
 
 /// Receive → delete loops per queue.
 const RECEIVERS_PER_QUEUE: usize = 2;
+/// Orders a ceiling waits to see completed before its rate counts, and how
+/// long it waits for them at most.
+const MIN_COMPLETED: u64 = 5;
+const MAX_MEASURING: Duration = Duration::from_secs(30);
 
 async fn measure(
     routes: &Routes,
@@ -470,7 +474,13 @@ async fn measure(
         tracker.errors.load(Ordering::Relaxed),
     );
     let mut depths: Vec<u64> = Vec::new();
-    while started.elapsed() < duration {
+    // A rate from one or two completed orders is not a measurement: on a slow
+    // emulator (stock moto, a deep backlog) the first orders of the window
+    // may take longer than the measuring time to finish all their deliveries.
+    // So measure for `duration` and until a few orders completed, within a
+    // bound; the rate is divided by the time actually measured.
+    let enough = || tracker.completed.load(Ordering::Relaxed) - completed0 >= MIN_COMPLETED;
+    while started.elapsed() < duration || (!enough() && started.elapsed() < MAX_MEASURING) {
         let mut deepest = 0;
         for (url, _, _) in &queues {
             deepest = deepest.max(depth(&routes.sqs, url).await.unwrap_or(0));
