@@ -35,6 +35,8 @@ pub enum PostgresError {
     Initdb(String),
     #[error("postgres did not start: {0}\n{1}")]
     NotReady(wait::Timeout, String),
+    #[error("postgres exited as it started ({0}):\n{1}")]
+    Exited(String, String),
     #[error(transparent)]
     Sql(#[from] sqlx::Error),
 }
@@ -144,18 +146,29 @@ impl Cluster {
             "-c",
             "max_connections=200",
         ]);
-        self.process = Some(ChildGuard::spawn("postgres", server, &self.log)?);
         let url = self.admin_url();
+        let process = self
+            .process
+            .insert(ChildGuard::spawn("postgres", server, &self.log)?);
+        // `Ok(Err(_))`: the server exited (a port taken by someone else,
+        // say), which no further waiting mends. Checking first also keeps
+        // the probe from greeting whatever else listens on that port.
         let ready = wait::until(
             "postgres to accept connections",
             Duration::from_secs(30),
             || {
+                let exited = process.try_wait();
                 let url = url.clone();
                 async move {
+                    match exited {
+                        Ok(None) => {}
+                        Ok(Some(status)) => return Ok(Err(status.to_string())),
+                        Err(e) => return Ok(Err(e.to_string())),
+                    }
                     match sqlx::PgConnection::connect(&url).await {
                         Ok(c) => {
                             let _ = c.close().await;
-                            Ok(())
+                            Ok(Ok(()))
                         }
                         Err(e) => Err(e.to_string()),
                     }
@@ -163,15 +176,15 @@ impl Cluster {
             },
         )
         .await;
-        ready.map_err(|t| {
-            PostgresError::NotReady(
-                t,
-                self.process
-                    .as_ref()
-                    .map(|p| p.log_tail(20))
-                    .unwrap_or_default(),
-            )
-        })
+        match ready {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(exit)) => {
+                let log = process.log_tail(20);
+                self.process = None;
+                Err(PostgresError::Exited(exit, log))
+            }
+            Err(timeout) => Err(PostgresError::NotReady(timeout, process.log_tail(20))),
+        }
     }
 
     /// Stops the server (fast shutdown); the data stays for `start_server`.
