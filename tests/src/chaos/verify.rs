@@ -174,7 +174,10 @@ pub(super) fn summarise_load<T: Target>(
         .iter()
         .map(|a| a.latency_ms)
         .collect();
-    let mut after: Vec<f64> = scheduled_within(history, run.started_at, heal_at, f64::MAX)
+    // After the last fault window, which may end before the heal returns
+    // (a restart belongs to the recovery, not to the outage).
+    let recovery_from = windows.last().map_or(heal_at, |w| w.to);
+    let mut after: Vec<f64> = scheduled_within(history, run.started_at, recovery_from, f64::MAX)
         .iter()
         .map(|a| a.latency_ms)
         .collect();
