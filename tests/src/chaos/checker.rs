@@ -410,6 +410,7 @@ mod tests {
                 id: *id,
                 customer_id: format!("run-{n}"),
                 status: "INVOICED".into(),
+                updated_at: Utc::now(),
             });
             state.invoices.push(InvoiceRow {
                 id: Uuid::now_v7(),

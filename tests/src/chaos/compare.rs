@@ -130,7 +130,8 @@ impl Comparison {
             "attempts (ok / fail / unknown)",
             "errors",
             "invoices issued for this run's orders",
-            "drain time after the fault healed",
+            super::verify::BACKLOG_WORKED_OFF,
+            "drained after the load stopped",
         ] {
             let _ = writeln!(
                 md,

@@ -19,6 +19,9 @@ pub struct OrderRow {
     pub id: Uuid,
     pub customer_id: String,
     pub status: String,
+    /// When the order last changed: for an `INVOICED` order, when the
+    /// invoice reached it.
+    pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -160,7 +163,7 @@ impl Observer {
         // their transaction's start time.
         let since = since - chrono::Duration::seconds(5);
         let orders: Vec<OrderRow> = sqlx::query_as(
-            "SELECT id, customer_id, status FROM orders WHERE customer_id LIKE $1 || '-%'",
+            "SELECT id, customer_id, status, updated_at FROM orders WHERE customer_id LIKE $1 || '-%'",
         )
         .bind(run_id)
         .fetch_all(self.pool(Service::Order))

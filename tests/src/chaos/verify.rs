@@ -2,7 +2,7 @@
 //! accepted during the fault, latency, the others unaffected, redelivery
 //! absorbed), and the figures of the load.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use shared::topology::Service;
@@ -147,6 +147,57 @@ pub(super) fn verify<T: Target>(
     (!during.is_empty()).then_some(acceptance)
 }
 
+/// The figure of `backlog_worked_off`.
+pub(super) const BACKLOG_WORKED_OFF: &str = "backlog worked off";
+
+/// Seconds from the heal until the backlog the fault built was worked off:
+/// until the last order accepted before the heal completed its journey (the
+/// later of its invoice, its two notifications and its turn to `INVOICED`).
+/// The drain after the load stops cannot show this, since the recovery's
+/// load runs first. 0 when nothing was left at the heal; `None` when an
+/// order accepted before the heal never completed.
+pub(super) fn backlog_worked_off(
+    history: &[Attempt],
+    state: &SystemState,
+    started_at: DateTime<Utc>,
+    heal_at: f64,
+) -> Option<f64> {
+    let invoiced: BTreeMap<Uuid, DateTime<Utc>> = state
+        .orders
+        .iter()
+        .filter(|o| o.status == "INVOICED")
+        .map(|o| (o.id, o.updated_at))
+        .collect();
+    let mut last = BTreeMap::<Uuid, DateTime<Utc>>::new();
+    for i in &state.invoices {
+        let at = last.entry(i.order_id).or_insert(i.issued_at);
+        *at = (*at).max(i.issued_at);
+    }
+    let mut notified: BTreeMap<Uuid, (BTreeSet<&str>, DateTime<Utc>)> = BTreeMap::new();
+    for n in &state.notifications {
+        let (types, at) = notified
+            .entry(n.order_id)
+            .or_insert((BTreeSet::new(), n.created_at));
+        types.insert(&n.event_type);
+        *at = (*at).max(n.created_at);
+    }
+    let mut done = started_at;
+    for a in scheduled_within(history, started_at, f64::MIN, heal_at) {
+        let Some(id) = a.order_id() else { continue };
+        let (Some(order), Some(invoice), Some((types, notice))) =
+            (invoiced.get(&id), last.get(&id), notified.get(&id))
+        else {
+            return None;
+        };
+        if types.len() < 2 {
+            return None;
+        }
+        done = done.max(*order).max(*invoice).max(*notice);
+    }
+    let heal = started_at + chrono::Duration::microseconds((heal_at * 1e6) as i64);
+    Some(((done - heal).num_milliseconds() as f64 / 1000.0).max(0.0))
+}
+
 /// Figures about the load itself.
 pub(super) fn summarise_load<T: Target>(
     run: &mut Run<'_, T>,
@@ -223,6 +274,83 @@ pub(super) fn summarise_load<T: Target>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::chaos::observe::{InvoiceRow, NotificationRow, OrderRow};
+    use crate::load::Attempt;
+
+    /// An order accepted `sent` seconds into the run whose journey ended
+    /// `done` seconds into it (`None`: it has no invoice-issued notification).
+    fn journey(
+        state: &mut SystemState,
+        start: DateTime<Utc>,
+        sent: f64,
+        done: Option<f64>,
+    ) -> Attempt {
+        let at = |s: f64| start + chrono::Duration::milliseconds((s * 1000.0) as i64);
+        let id = Uuid::now_v7();
+        let end = at(done.unwrap_or(sent + 0.1));
+        state.orders.push(OrderRow {
+            id,
+            customer_id: format!("run-{sent}"),
+            status: "INVOICED".into(),
+            updated_at: end,
+        });
+        state.invoices.push(InvoiceRow {
+            id: Uuid::now_v7(),
+            order_id: id,
+            status: "ISSUED".into(),
+            issued_at: end,
+        });
+        let types: &[&str] = if done.is_some() {
+            &["OrderPlaced", "InvoiceIssued"]
+        } else {
+            &["OrderPlaced"]
+        };
+        for ty in types {
+            state.notifications.push(NotificationRow {
+                event_id: Uuid::now_v7(),
+                event_type: ty.to_string(),
+                order_id: id,
+                created_at: end,
+            });
+        }
+        Attempt {
+            n: 0,
+            customer_id: format!("run-{sent}"),
+            scheduled_at: at(sent),
+            latency_ms: 3.0,
+            send_lag_ms: 0.0,
+            outcome: Outcome::Ok {
+                status: 202,
+                order_id: id,
+            },
+        }
+    }
+
+    #[test]
+    fn the_backlog_is_worked_off_when_the_last_order_from_before_the_heal_completes() {
+        let start = Utc::now();
+        let mut state = SystemState::default();
+        let history = vec![
+            journey(&mut state, start, 1.0, Some(1.2)),
+            journey(&mut state, start, 4.0, Some(13.5)),
+            journey(&mut state, start, 8.0, Some(12.0)),
+            // After the heal at 10 s: not part of the backlog, however late.
+            journey(&mut state, start, 11.0, Some(30.0)),
+        ];
+        let secs = backlog_worked_off(&history, &state, start, 10.0).expect("all complete");
+        assert!((secs - 3.5).abs() < 0.01, "{secs}");
+    }
+
+    #[test]
+    fn nothing_left_at_the_heal_is_zero_and_an_unfinished_journey_is_none() {
+        let start = Utc::now();
+        let mut state = SystemState::default();
+        let quick = vec![journey(&mut state, start, 1.0, Some(1.2))];
+        assert_eq!(backlog_worked_off(&quick, &state, start, 10.0), Some(0.0));
+        let stuck = vec![journey(&mut state, start, 2.0, None)];
+        assert_eq!(backlog_worked_off(&stuck, &state, start, 10.0), None);
+    }
 
     #[test]
     fn percentiles_use_the_nearest_rank() {
