@@ -165,12 +165,16 @@ impl Cluster {
                         Ok(Some(status)) => return Ok(Err(status.to_string())),
                         Err(e) => return Ok(Err(e.to_string())),
                     }
-                    match sqlx::PgConnection::connect(&url).await {
-                        Ok(c) => {
+                    // Bounded, so that a probe that reached another
+                    // listener before the server gave up looks again soon.
+                    let connect = sqlx::PgConnection::connect(&url);
+                    match tokio::time::timeout(Duration::from_secs(2), connect).await {
+                        Ok(Ok(c)) => {
                             let _ = c.close().await;
                             Ok(Ok(()))
                         }
-                        Err(e) => Err(e.to_string()),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err("no answer to the startup message within 2 s".into()),
                     }
                 }
             },
