@@ -17,8 +17,9 @@
 //! invoiced when its `OrderPlaced` arrives.
 //!
 //! The synchronous mode also shows the dual write that the outbox exists to
-//! avoid: if the order's commit fails after the invoice service said yes, that
-//! invoice belongs to an order that does not exist.
+//! avoid: if the order's commit fails after the invoice service said yes, or
+//! the invoice service commits and dies before it answers (a chaos run caught
+//! this one), that invoice belongs to an order that does not exist.
 
 use std::time::Duration;
 
