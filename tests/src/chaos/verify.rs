@@ -162,15 +162,15 @@ pub(super) fn backlog_worked_off(
     started_at: DateTime<Utc>,
     heal_at: f64,
 ) -> Option<f64> {
-    let invoiced: BTreeMap<Uuid, DateTime<Utc>> = state
+    let order_invoiced_at: BTreeMap<Uuid, DateTime<Utc>> = state
         .orders
         .iter()
         .filter(|o| o.status == "INVOICED")
         .map(|o| (o.id, o.updated_at))
         .collect();
-    let mut last = BTreeMap::<Uuid, DateTime<Utc>>::new();
+    let mut invoice_issued_at = BTreeMap::<Uuid, DateTime<Utc>>::new();
     for i in &state.invoices {
-        let at = last.entry(i.order_id).or_insert(i.issued_at);
+        let at = invoice_issued_at.entry(i.order_id).or_insert(i.issued_at);
         *at = (*at).max(i.issued_at);
     }
     let mut notified: BTreeMap<Uuid, (BTreeSet<&str>, DateTime<Utc>)> = BTreeMap::new();
@@ -184,9 +184,11 @@ pub(super) fn backlog_worked_off(
     let mut done = started_at;
     for a in scheduled_within(history, started_at, f64::MIN, heal_at) {
         let Some(id) = a.order_id() else { continue };
-        let (Some(order), Some(invoice), Some((types, notice))) =
-            (invoiced.get(&id), last.get(&id), notified.get(&id))
-        else {
+        let (Some(order), Some(invoice), Some((types, notice))) = (
+            order_invoiced_at.get(&id),
+            invoice_issued_at.get(&id),
+            notified.get(&id),
+        ) else {
             return None;
         };
         if types.len() < 2 {
