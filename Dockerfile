@@ -36,7 +36,8 @@ RUN cargo chef cook --release --locked --recipe-path recipe.json \
     --bin provision --bin ops --bin healthcheck
 COPY . .
 # Only the shipped binaries. Their packages do not ask for the `failpoints`
-# feature (the end-to-end test crate does), so no fail point is compiled in.
+# feature (only scripts/build-failpoint-services.sh does, for the tests), so
+# no fail point is compiled in.
 RUN cargo build --release --locked \
     --bin order-service --bin invoice-service --bin notification-service \
     --bin provision --bin ops --bin healthcheck

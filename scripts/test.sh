@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Runs every test: unit, integration (real Postgres and moto) and end to end
-# (the three services as processes). Installs what is missing first.
+# Runs every test: the hygiene checks, then unit, integration (real Postgres
+# and the emulator) and end-to-end tests (the services as processes).
+# Installs what is missing first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-# The end-to-end tests run the service binaries, so build them first.
+scripts/hygiene.sh
+# The end-to-end tests run the service binaries: the plain ones, and for the
+# crash and chaos tests the ones with fail points (built into a folder of
+# their own, so the plain binaries never carry them).
+scripts/build-failpoint-services.sh
 cargo build --workspace --bins --locked
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

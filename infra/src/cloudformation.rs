@@ -1,6 +1,6 @@
 //! The topology as an AWS CloudFormation template, for real accounts.
 //!
-//! `render(&topology)` turns the one declaration in `shared::topology` into a
+//! `render(&topology)` turns the one declaration in `contracts::topology` into a
 //! template with everything `provision` creates (topics, queues and DLQs with
 //! their redrive policies, subscriptions with raw delivery and filter
 //! policies, the bus, its rules with their targets' DLQs and retry policies,
@@ -25,10 +25,12 @@
 //! Logical ids are derived from the topology's names (`invoice-orders.fifo`
 //! → `InvoiceOrdersFifoQueue`), so this module types no name either.
 
+use contracts::events::EventType;
+use contracts::topology::{
+    BusSpec, Chain, Channel, QueueSpec, Service, Source, TopicSpec, Topology,
+};
+use contracts::topology::{filter_policy, rule_pattern};
 use serde_json::{Map, Value, json};
-use shared::events::EventType;
-use shared::topology::{BusSpec, Chain, Channel, QueueSpec, Service, Source, TopicSpec, Topology};
-use shared::topology::{filter_policy, rule_pattern};
 
 use crate::provision::{
     DLQ_RETENTION_SECS, RULE_TARGET_MAX_EVENT_AGE_SECS, RULE_TARGET_MAX_RETRY_ATTEMPTS,
@@ -160,7 +162,7 @@ pub fn render(topology: &Topology) -> Value {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": format!(
             "Message-driven order, invoice and notification services: the messaging topology \
-             with the {} order chain, rendered from shared::topology by \
+             with the {} order chain, rendered from contracts::topology by \
              `cargo run -p infra --bin ops -- cloudformation write`. Do not edit by hand.",
             chain_of(topology)
         ),
@@ -676,7 +678,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use shared::topology::topology;
+    use contracts::topology::topology;
 
     fn statements(policy: &Value) -> Vec<Value> {
         policy["Statement"].as_array().cloned().unwrap_or_default()

@@ -1,4 +1,4 @@
-//! Operating the messaging topology declared in `shared::topology`.
+//! Operating the messaging topology declared in `contracts::topology`.
 //!
 //! - `provision`: applies the topology to the emulator or to AWS,
 //!   idempotently (bin `provision`).

@@ -13,15 +13,15 @@ struct Args {
     /// Print what was provisioned as JSON.
     #[arg(long)]
     json: bool,
-    /// The kind of order chain: `standard` or `fifo` (see shared::topology).
+    /// The kind of order chain: `standard` or `fifo` (see contracts::topology).
     #[arg(long, env = "ORDERS_CHAIN", default_value = "standard")]
-    orders_chain: shared::topology::Chain,
+    orders_chain: contracts::topology::Chain,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let config = match shared::aws::load_config().await {
+    let config = match aws_adapter::sdk::load_config().await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -30,7 +30,7 @@ async fn main() -> ExitCode {
     };
     match infra::apply(
         &infra::Clients::from_config(&config),
-        &shared::topology::Topology::declare(args.orders_chain),
+        &contracts::topology::Topology::declare(args.orders_chain),
     )
     .await
     {

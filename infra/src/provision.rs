@@ -1,4 +1,4 @@
-//! The provisioner: applies `shared::topology` to the emulator or to AWS.
+//! The provisioner: applies `contracts::topology` to the emulator or to AWS.
 //!
 //! Every step is idempotent (create-or-update), so running it twice, or after
 //! a change to the topology, converges on the declaration. The order matters:
@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 
 use aws_sdk_eventbridge::types::{DeadLetterConfig, RetryPolicy, Target};
 use aws_sdk_sqs::types::QueueAttributeName;
+use contracts::topology::{BusSpec, QueueSpec, Source, Topology, filter_policy, rule_pattern};
 use serde_json::json;
-use shared::topology::{BusSpec, QueueSpec, Source, Topology, filter_policy, rule_pattern};
 
 #[derive(Debug, thiserror::Error)]
 #[error("provisioning {step}: {message}")]

@@ -26,7 +26,7 @@ use aws_sdk_eventbridge::primitives::DateTime as AwsDateTime;
 use aws_sdk_eventbridge::types::{ReplayDestination, ReplayState};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
-use shared::topology::BusSpec;
+use contracts::topology::BusSpec;
 
 use crate::retry::bounded;
 

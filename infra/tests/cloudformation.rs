@@ -15,9 +15,9 @@ use std::time::Duration;
 use anyhow::Context;
 use aws_sdk_cloudformation::types::{Capability, StackStatus};
 use aws_sdk_sqs::types::QueueAttributeName;
+use contracts::topology::{Chain, Service, Source, Topology, rule_pattern};
 use infra::cloudformation::{self, bus_id, dlq_id, queue_id, role_id, subscription_id, topic_id};
 use serde_json::{Value, json};
-use shared::topology::{Chain, Service, Source, Topology, rule_pattern};
 use testkit::emulator::{Emulator, EmulatorKind};
 
 const REGENERATE: &str = "cargo run -p infra --bin ops -- cloudformation write";
@@ -33,7 +33,7 @@ fn the_committed_templates_are_what_the_topology_renders() {
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             committed == cloudformation::render_text(chain),
-            "{} differs from what shared::topology renders: run `{REGENERATE}` and commit the result",
+            "{} differs from what contracts::topology renders: run `{REGENERATE}` and commit the result",
             path.display()
         );
     }
@@ -353,7 +353,7 @@ async fn deploys_and_delivers(chain: Chain) -> anyhow::Result<()> {
             .topic_arn(topic_arn)
             .message(body.to_string())
             .message_attributes(
-                shared::topology::EVENT_TYPE_ATTRIBUTE,
+                contracts::topology::EVENT_TYPE_ATTRIBUTE,
                 aws_sdk_sns::types::MessageAttributeValue::builder()
                     .data_type("String")
                     .string_value(event_type)

@@ -1,14 +1,14 @@
 //! The short versions of the chaos experiments, each on a fresh local stack:
 //! seconds of load, a fault of a few seconds, then the whole history judged
-//! against the final state of all three services (see `e2e::chaos`). Each
+//! against the final state of all three services (see the `chaos` crate). Each
 //! test passes only when every criterion of its experiment passes; the
 //! reports stay under `$TMPDIR/chaos-tests/` for a look after a failure.
 //!
 //! The experiments run one at a time: they measure latency and CPU, and two
 //! stacks side by side on two cores would measure each other.
 
-use e2e::chaos::local::LocalOptions;
-use e2e::chaos::{Experiment, Plan, Where};
+use chaos::local::LocalOptions;
+use chaos::{Experiment, Plan, Where};
 use testkit::emulator::EmulatorKind;
 
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -21,8 +21,7 @@ async fn passes(experiment: Experiment) -> anyhow::Result<()> {
         log_dir: root.join("logs").join(uuid::Uuid::now_v7().to_string()),
         ..LocalOptions::default()
     });
-    let passed =
-        e2e::chaos::run_one(experiment, &place, &Plan::short(), &root.join("results")).await?;
+    let passed = chaos::run_one(experiment, &place, &Plan::short(), &root.join("results")).await?;
     anyhow::ensure!(
         passed,
         "{experiment} failed: its report is under {}",

@@ -3,7 +3,7 @@
 //!
 //! Talks to the endpoint in `AWS_ENDPOINT_URL` (the emulator) or, without it,
 //! to the AWS account of the default credentials, like `provision`. Every
-//! name comes from `shared::topology`. Results go to stdout (text, or JSON
+//! name comes from `contracts::topology`. Results go to stdout (text, or JSON
 //! with `--json`); logs and notes go to stderr.
 
 use std::path::PathBuf;
@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
+use contracts::topology::{BILLING_BUS, Chain, Topology};
 use infra::cloudformation;
 use infra::dlq::{self, DlqListing, RedriveMethod, RedriveOptions, RedriveReport};
 use infra::replay::{self, ReplayRequest, ReplayStatus};
-use shared::topology::{BILLING_BUS, Chain, Topology};
 
 #[derive(Parser)]
 #[command(
@@ -25,7 +25,7 @@ struct Cli {
     /// Print the result as JSON.
     #[arg(long, global = true)]
     json: bool,
-    /// The kind of order chain: `standard` or `fifo` (see shared::topology).
+    /// The kind of order chain: `standard` or `fifo` (see contracts::topology).
     #[arg(long, global = true, env = "ORDERS_CHAIN", default_value = "standard")]
     orders_chain: Chain,
     #[command(subcommand)]
@@ -157,7 +157,7 @@ async fn main() -> ExitCode {
 
 /// The AWS configuration, or exit status 2 after one line naming what is missing.
 async fn aws_config() -> Result<aws_config::SdkConfig, ExitCode> {
-    shared::aws::load_config().await.map_err(|e| {
+    aws_adapter::sdk::load_config().await.map_err(|e| {
         eprintln!("{e}");
         ExitCode::from(2)
     })

@@ -11,13 +11,13 @@
 
 use std::collections::{HashMap, HashSet};
 
+use aws_adapter::sqs::DLQ_REASON_ATTRIBUTE;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, Message, MessageAttributeValue,
     MessageSystemAttributeName,
 };
 use chrono::{DateTime, Utc};
-use shared::consumer::DLQ_REASON_ATTRIBUTE;
-use shared::topology::{QueueSpec, Topology};
+use contracts::topology::{QueueSpec, Topology};
 
 use super::{Depth, DlqError, QueueAddress, address, depth};
 use crate::retry::bounded;

@@ -25,7 +25,7 @@ pub use redrive::{RedriveMethod, RedriveOptions, RedriveReport, move_task_unavai
 
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::QueueAttributeName;
-use shared::topology::{QueueSpec, Topology};
+use contracts::topology::{QueueSpec, Topology};
 
 /// What went wrong in a DLQ command.
 #[derive(Debug, thiserror::Error)]
@@ -170,7 +170,7 @@ pub(crate) async fn depth(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::topology::topology;
+    use contracts::topology::topology;
 
     #[test]
     fn a_queue_is_found_by_its_name_or_its_dlq_name() {

@@ -25,11 +25,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aws_adapter::sqs::DLQ_REASON_ATTRIBUTE;
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName};
 use backon::{BackoffBuilder, ExponentialBuilder};
-use shared::consumer::DLQ_REASON_ATTRIBUTE;
-use shared::topology::QueueSpec;
+use contracts::topology::QueueSpec;
 
 use super::{DlqError, QueueAddress, address, depth};
 use crate::retry::bounded;

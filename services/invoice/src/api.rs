@@ -18,10 +18,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use contracts::events::OrderPlaced;
+use platform::consumer::HandlerError;
+use platform::problem::Problem;
 use serde::Deserialize;
-use shared::consumer::HandlerError;
-use shared::events::OrderPlaced;
-use shared::problem::Problem;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -94,7 +94,7 @@ impl IntoResponse for ApiError {
                 Problem::internal_logged(&e).into_response()
             }
             ApiError::Invoicing(HandlerError::Unavailable(reason)) => unavailable(&reason),
-            ApiError::Database(e) if shared::db::is_unavailable(&e) => unavailable(&e),
+            ApiError::Database(e) if platform::db::is_unavailable(&e) => unavailable(&e),
             ApiError::NotFound(id) => {
                 Problem::new(StatusCode::NOT_FOUND, "not-found", "No such invoice")
                     .with_detail(format!("invoice {id} does not exist"))

@@ -18,12 +18,12 @@
 //! an order invoiced over HTTP is not invoiced again when its `OrderPlaced`
 //! arrives.
 
-use shared::consumer::{Handler, HandlerError};
-use shared::events::{
+use contracts::events::{
     Envelope, Event, InvoiceIssued, InvoiceVoided, OrderCancelled, OrderPlaced, ReceivedEvent,
 };
-use shared::outbox::{self, OutboxError};
-use shared::topology::Service;
+use contracts::topology::Service;
+use platform::consumer::{Handler, HandlerError};
+use platform::outbox::{self, OutboxError};
 use sqlx::PgConnection;
 use uuid::Uuid;
 

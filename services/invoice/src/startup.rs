@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use shared::app::{Application, StartupError};
-use shared::config::{CommonSettings, ConfigError, Env};
-use shared::topology::Service;
+use contracts::topology::Service;
+use platform::app::{Application, StartupError};
+use platform::config::{CommonSettings, ConfigError, Env};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};

@@ -4,20 +4,20 @@
 //! synchronous `POST /invoices` (the order service's sync mode) is one more
 //! arrival: it must agree with the events that come after it.
 
+use contracts::events::{Envelope, Event, OrderCancelled, OrderLine, OrderPlaced, ReceivedEvent};
+use contracts::money::MinorUnits;
+use contracts::topology::Service;
 use invoice::domain::InvoiceStatus;
 use invoice::handlers::OrderEvents;
 use invoice::store;
-use shared::consumer::{Handler, HandlerError};
-use shared::events::{Envelope, Event, OrderCancelled, OrderLine, OrderPlaced, ReceivedEvent};
-use shared::money::MinorUnits;
-use shared::topology::Service;
+use platform::consumer::{Handler, HandlerError};
 use sqlx::PgPool;
 use testkit::postgres::ScratchDatabase;
 use uuid::Uuid;
 
 async fn db() -> anyhow::Result<ScratchDatabase> {
     let db = ScratchDatabase::start().await?;
-    shared::db::migrate(&db.pool, sqlx::migrate!("./migrations")).await?;
+    platform::db::migrate(&db.pool, sqlx::migrate!("./migrations")).await?;
     Ok(db)
 }
 

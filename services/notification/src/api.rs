@@ -5,8 +5,8 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use platform::problem::Problem;
 use serde::Deserialize;
-use shared::problem::Problem;
 use sqlx::PgPool;
 use uuid::Uuid;
 

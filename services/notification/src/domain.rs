@@ -1,7 +1,7 @@
 //! What each event tells the customer.
 
+use contracts::events::{Event, ReceivedEvent};
 use serde::Serialize;
-use shared::events::{Event, ReceivedEvent};
 use uuid::Uuid;
 
 /// A notification: what would be sent, to whom, and why (the event).

@@ -10,8 +10,8 @@
 
 use std::sync::Arc;
 
-use shared::consumer::{Handler, HandlerError};
-use shared::events::ReceivedEvent;
+use contracts::events::ReceivedEvent;
+use platform::consumer::{Handler, HandlerError};
 use sqlx::PgConnection;
 
 use crate::domain::Notification;

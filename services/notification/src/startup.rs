@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use shared::app::{Application, StartupError};
-use shared::config::{CommonSettings, ConfigError, Env};
-use shared::topology::Service;
+use contracts::topology::Service;
+use platform::app::{Application, StartupError};
+use platform::config::{CommonSettings, ConfigError, Env};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
@@ -83,7 +83,7 @@ pub async fn run(built: NotificationApp, shutdown: CancellationToken) -> Result<
 mod tests {
     use super::*;
 
-    use shared::config::env_of as env;
+    use platform::config::env_of as env;
 
     #[test]
     fn the_log_sender_is_the_default() {

@@ -19,8 +19,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use platform::problem::Problem;
 use serde::Serialize;
-use shared::problem::Problem;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -130,7 +130,7 @@ impl IntoResponse for ApiError {
                 )
                 .into_response()
             }
-            ApiError::Store(StoreError::Outbox(shared::outbox::OutboxError::TooLarge {
+            ApiError::Store(StoreError::Outbox(platform::outbox::OutboxError::TooLarge {
                 size,
                 ..
             })) => Problem::new(

@@ -6,9 +6,9 @@
 
 use std::fmt;
 
+use contracts::events::{OrderLine, OrderPlaced, order_total};
+use contracts::money::{Currency, MinorUnits};
 use serde::{Deserialize, Serialize};
-use shared::events::{OrderLine, OrderPlaced, order_total};
-use shared::money::{Currency, MinorUnits};
 use uuid::Uuid;
 
 pub const MAX_LINES: usize = 100;

@@ -11,8 +11,8 @@
 //!   commits before its event is published, so this only happens after a
 //!   restore, and the DLQ holds it if the order never appears.
 
-use shared::consumer::{Handler, HandlerError};
-use shared::events::{Event, ReceivedEvent};
+use contracts::events::{Event, ReceivedEvent};
+use platform::consumer::{Handler, HandlerError};
 use sqlx::PgConnection;
 
 use crate::store;

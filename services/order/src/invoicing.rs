@@ -23,8 +23,8 @@
 
 use std::time::Duration;
 
-use shared::config::{ConfigError, Env};
-use shared::events::OrderPlaced;
+use contracts::events::OrderPlaced;
+use platform::config::{ConfigError, Env};
 
 /// The variable that picks the mode.
 pub const MODE: &str = "ORDER_INVOICING";
@@ -119,7 +119,7 @@ impl InvoiceClient {
     #[tracing::instrument(name = "invoice.sync_call", skip_all, fields(order_id = %order.order_id), err)]
     pub async fn invoice(&self, order: &OrderPlaced) -> Result<(), InvoicingError> {
         let mut headers = reqwest::header::HeaderMap::new();
-        shared::telemetry::propagation::inject_into_headers(&mut headers);
+        platform::telemetry::propagation::inject_into_headers(&mut headers);
         let response = self
             .http
             .post(&self.invoices_url)
@@ -139,7 +139,7 @@ impl InvoiceClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::config::env_of;
+    use platform::config::env_of;
 
     #[test]
     fn async_is_the_default() {

@@ -1,18 +1,18 @@
 use std::process::ExitCode;
 
+use contracts::topology::Service;
 use order::startup::{self, Settings};
-use shared::app::StartupError;
-use shared::config::Env;
-use shared::topology::Service;
+use platform::app::StartupError;
+use platform::config::Env;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    shared::app::exit_code(run().await)
+    platform::app::exit_code(run().await)
 }
 
 async fn run() -> Result<(), StartupError> {
     let env = Env::process();
-    let _telemetry = shared::telemetry::init(&env, Service::Order)?;
+    let _telemetry = platform::telemetry::init(&env, Service::Order)?;
     let app = startup::build(Settings::from_env(&env)?).await?;
-    startup::run(app, shared::shutdown::on_signals()).await
+    startup::run(app, platform::shutdown::on_signals()).await
 }

@@ -2,10 +2,10 @@
 //! hear about writes its event into the outbox in the same transaction.
 
 use chrono::{DateTime, Utc};
+use contracts::events::{Envelope, Event, OrderCancelled, OrderLine};
+use contracts::topology::Service;
+use platform::outbox::{self, OutboxError};
 use serde::Serialize;
-use shared::events::{Envelope, Event, OrderCancelled, OrderLine};
-use shared::outbox::{self, OutboxError};
-use shared::topology::Service;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 

@@ -23,7 +23,7 @@ async fn spawn_app() -> TestApp {
 
 async fn spawn_app_invoicing(invoicing: Invoicing) -> TestApp {
     let db = ScratchDatabase::start().await.expect("postgres");
-    shared::db::migrate(&db.pool, sqlx::migrate!("./migrations"))
+    platform::db::migrate(&db.pool, sqlx::migrate!("./migrations"))
         .await
         .expect("migrate");
     TestApp {

@@ -1,20 +1,20 @@
 //! The order service's rules for invoice events arriving in any order, run
 //! through its real handler on a real database.
 
+use contracts::events::{Envelope, Event, InvoiceIssued, InvoiceVoided, ReceivedEvent};
+use contracts::money::MinorUnits;
+use contracts::topology::Service;
 use order::domain::{NewOrder, OrderStatus, PlaceOrderRequest};
 use order::handlers::InvoiceEvents;
 use order::store;
-use shared::consumer::{Handler, HandlerError};
-use shared::events::{Envelope, Event, InvoiceIssued, InvoiceVoided, ReceivedEvent};
-use shared::money::MinorUnits;
-use shared::topology::Service;
+use platform::consumer::{Handler, HandlerError};
 use sqlx::PgPool;
 use testkit::postgres::ScratchDatabase;
 use uuid::Uuid;
 
 async fn db() -> anyhow::Result<ScratchDatabase> {
     let db = ScratchDatabase::start().await?;
-    shared::db::migrate(&db.pool, sqlx::migrate!("./migrations")).await?;
+    platform::db::migrate(&db.pool, sqlx::migrate!("./migrations")).await?;
     Ok(db)
 }
 

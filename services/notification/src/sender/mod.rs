@@ -18,7 +18,7 @@ mod webhook;
 
 use std::future::Future;
 
-use shared::config::{ConfigError, Env};
+use platform::config::{ConfigError, Env};
 
 pub use self::log::LogSender;
 pub use self::webhook::{WebhookSender, WebhookSettings};

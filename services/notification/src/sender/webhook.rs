@@ -29,8 +29,8 @@
 
 use std::time::Duration;
 
+use platform::config::{ConfigError, Env};
 use reqwest::StatusCode;
-use shared::config::{ConfigError, Env};
 
 use super::{SendError, Sender};
 use crate::domain::Notification;
@@ -173,7 +173,7 @@ fn transport_error(e: &reqwest::Error, timeout: Duration) -> SendError {
 mod tests {
     use super::*;
 
-    use shared::config::env_of as env;
+    use platform::config::env_of as env;
 
     #[test]
     fn server_errors_timeouts_and_throttling_are_retried() {

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Builds the three services with their named fail points compiled in (the
+# `failpoints` feature, see shared/platform/src/failpoints.rs) and puts them in
+# target/<profile>/failpoints/, where the stack launcher looks for them when a
+# test or a chaos experiment arms FAILPOINTS. The plain binaries in
+# target/<profile>/, which the demo runs and the Dockerfile ships, are rebuilt
+# without them at the end, so no shipped build ever carries fail points.
+#   scripts/build-failpoint-services.sh            # debug, for the tests
+#   scripts/build-failpoint-services.sh --release  # release, for `target/release/chaos`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+profile=debug
+flags=()
+if [ "${1:-}" = "--release" ]; then
+    profile=release
+    flags=(--release)
+fi
+services=(order invoice notification)
+features=$(printf '%s/failpoints,' "${services[@]}")
+cargo build --locked "${flags[@]}" --bins \
+    $(printf -- '-p %s ' "${services[@]}") --features "${features%,}"
+target=${CARGO_TARGET_DIR:-target}
+mkdir -p "$target/$profile/failpoints"
+for service in "${services[@]}"; do
+    cp "$target/$profile/$service-service" "$target/$profile/failpoints/$service-service"
+done
+cargo build --locked "${flags[@]}" --bins $(printf -- '-p %s ' "${services[@]}")

@@ -1,0 +1,366 @@
+//! The relay: moves committed outbox rows to the broker.
+//!
+//! One step (`publish_once`) claims a batch with `FOR UPDATE SKIP LOCKED`,
+//! publishes it in one call, marks the entries that succeeded and schedules the
+//! ones that failed for a later attempt, all before the claiming transaction
+//! commits. The loop (`run`) repeats the step while there is work, and
+//! otherwise sleeps until Postgres NOTIFYs a commit on the outbox or the
+//! fallback poll interval passes. While the broker is unreachable it backs off
+//! exponentially with jitter, up to a cap; nothing is lost, the rows wait.
+//!
+//! Tracing: a batch carries events of different requests, so each event gets
+//! a `publish <destination>` span of its own whose parent is the context
+//! stored with its row (the request or handler that wrote it), and the
+//! message leaves with that span's context; the batch's `send` span links to
+//! them. An empty poll makes no span at all.
+
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use opentelemetry::trace::TraceContextExt;
+use sqlx::postgres::PgListener;
+use sqlx::{PgPool, Postgres, Transaction};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::publisher::{PublishError, Publisher};
+use super::store::{self, OutboxMessage};
+use crate::config::RelaySettings;
+use crate::failpoints;
+use crate::metrics::{self, DestinationLabels};
+use crate::telemetry::propagation::{self, AttributeCarrier, EnvelopeCarrier};
+use contracts::events::Envelope;
+
+/// The channel the outbox trigger notifies on commit.
+pub const CHANNEL: &str = "outbox";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error("outbox database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Published {
+    pub published: usize,
+    pub failed: usize,
+}
+
+impl Published {
+    pub fn claimed(&self) -> usize {
+        self.published + self.failed
+    }
+}
+
+pub struct Relay<P> {
+    pool: PgPool,
+    publisher: P,
+    settings: RelaySettings,
+}
+
+impl<P: Publisher> Relay<P> {
+    pub fn new(pool: PgPool, publisher: P, settings: RelaySettings) -> Self {
+        Relay {
+            pool,
+            publisher,
+            settings,
+        }
+    }
+
+    /// Claims one batch, publishes it and records each entry's outcome.
+    pub async fn publish_once(&self) -> Result<Published, RelayError> {
+        let mut tx = self.pool.begin().await?;
+        let batch = store::claim(
+            &mut tx,
+            self.settings.batch_size,
+            self.publisher.keeps_order(),
+        )
+        .await?;
+        if batch.is_empty() {
+            tx.rollback().await?;
+            return Ok(Published::default());
+        }
+        let span = tracing::info_span!(
+            "relay.batch",
+            otel.name = format!("send {}", self.publisher.destination_name()),
+            otel.kind = "client",
+            messaging.system = self.publisher.messaging_system(),
+            messaging.destination.name = self.publisher.destination_name(),
+            messaging.operation.type = "send",
+            messaging.operation.name = "send",
+            messaging.batch.message_count = batch.len(),
+            otel.status_description = Empty,
+        );
+        self.publish_batch(tx, batch)
+            .instrument(span.clone())
+            .await
+            .inspect_err(|e| {
+                span.record("otel.status_description", e.to_string());
+            })
+    }
+
+    async fn publish_batch(
+        &self,
+        mut tx: Transaction<'static, Postgres>,
+        mut batch: Vec<OutboxMessage>,
+    ) -> Result<Published, RelayError> {
+        let spans: Vec<tracing::Span> = batch.iter_mut().map(|m| self.message_span(m)).collect();
+        let labels = DestinationLabels {
+            destination: self.publisher.destination_name().to_string(),
+        };
+        let metrics = &metrics::get().outbox;
+        metrics
+            .batch_size
+            .get_or_create(&labels)
+            .observe(batch.len() as f64);
+        // A crash here: the rows were committed by their producers and are
+        // only locked; the lock dies with the connection and they are claimed
+        // again.
+        failpoints::crash_point(failpoints::RELAY_BEFORE_PUBLISH);
+        // On a publish error the transaction rolls back: the rows stay
+        // unpublished and unlocked, ready for the next attempt.
+        let started = Instant::now();
+        let outcomes = self.publisher.publish(&batch).await;
+        metrics
+            .publish_duration
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        let outcomes = outcomes.inspect_err(|e| {
+            metrics
+                .failed
+                .get_or_create(&labels)
+                .inc_by(batch.len() as u64);
+            for span in &spans {
+                span.record("otel.status_description", e.to_string());
+            }
+        })?;
+        // A crash here: published but not marked, so published again after a
+        // restart: at least once, and the consumers' inboxes absorb it.
+        failpoints::crash_point(failpoints::RELAY_AFTER_PUBLISH);
+        let mut done = Vec::with_capacity(batch.len());
+        let mut result = Published::default();
+        for ((message, outcome), span) in batch.iter().zip(outcomes).zip(&spans) {
+            match outcome {
+                Ok(message_id) => {
+                    if let Some(id) = message_id {
+                        span.record("messaging.message.id", id);
+                    }
+                    done.push(message.id);
+                }
+                Err(reason) => {
+                    result.failed += 1;
+                    span.record("otel.status_description", &reason);
+                    let retry_in = entry_retry_delay(message.attempts);
+                    tracing::warn!(parent: span, %reason, ?retry_in, "entry refused by the broker");
+                    store::mark_failed(&mut tx, message.id, &reason, retry_in).await?;
+                }
+            }
+        }
+        result.published = done.len();
+        store::mark_published(&mut tx, &done).await?;
+        tx.commit().await?;
+        metrics
+            .published
+            .get_or_create(&labels)
+            .inc_by(result.published as u64);
+        metrics
+            .failed
+            .get_or_create(&labels)
+            .inc_by(result.failed as u64);
+        tracing::debug!(
+            published = result.published,
+            failed = result.failed,
+            "batch relayed"
+        );
+        Ok(result)
+    }
+
+    /// The publish span of one event, a child of the context stored with its
+    /// row. The message leaves with this span's context instead, in its
+    /// attributes and its envelope (which EventBridge delivers as `detail`),
+    /// so the consumer's span is the publish span's child. A row stored
+    /// without a context is published without one: adding it here would make
+    /// the message larger than `enqueue` measured.
+    fn message_span(&self, message: &mut OutboxMessage) -> tracing::Span {
+        let destination = self.publisher.destination_name();
+        let span = tracing::info_span!(
+            "relay.publish",
+            otel.name = format!("publish {destination}"),
+            otel.kind = "producer",
+            otel.status_description = Empty,
+            messaging.system = self.publisher.messaging_system(),
+            messaging.destination.name = destination,
+            messaging.operation.type = "send",
+            messaging.operation.name = "publish",
+            messaging.message.id = Empty,
+            event_id = %message.id,
+            event_type = %message.event_type,
+            order_id = %message.subject,
+        );
+        let stored = propagation::extract(&AttributeCarrier(&mut message.attributes.0));
+        if !propagation::has_span(&stored) {
+            return span;
+        }
+        propagation::set_parent(&span, stored);
+        let cx = span.context();
+        if propagation::has_span(&cx) {
+            AttributeCarrier(&mut message.attributes.0).replace(&cx);
+            match serde_json::from_str::<Envelope>(&message.payload) {
+                Ok(mut envelope) => {
+                    EnvelopeCarrier(&mut envelope).replace(&cx);
+                    if let Ok(payload) = serde_json::to_string(&envelope) {
+                        message.payload = payload;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(parent: &span, error = %e, "outbox payload is not an envelope; its trace context is left as stored")
+                }
+            }
+            tracing::Span::current().add_link(cx.span().span_context().clone());
+        }
+        span
+    }
+
+    /// Runs until `shutdown` is cancelled; the batch in progress is finished first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut listener = match self.settings.listen {
+            true => self.listen().await,
+            false => None,
+        };
+        let mut backoff = new_backoff();
+        let mut last_prune = tokio::time::Instant::now();
+        while !shutdown.is_cancelled() {
+            let wait = match self.publish_once().await {
+                Ok(step) => {
+                    backoff = new_backoff();
+                    if step.claimed() as u32 >= self.settings.batch_size {
+                        continue;
+                    }
+                    None
+                }
+                Err(e) => {
+                    let delay = backoff.next().unwrap_or(MAX_BACKOFF);
+                    tracing::warn!(error = %e, retry_in = ?delay, "relay step failed; backing off");
+                    Some(delay)
+                }
+            };
+            if last_prune.elapsed() >= PRUNE_EVERY {
+                last_prune = tokio::time::Instant::now();
+                self.prune().await;
+            }
+            match wait {
+                Some(delay) => {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+                None => self.wait_for_work(&mut listener, &shutdown).await,
+            }
+        }
+        tracing::info!("relay stopped");
+    }
+
+    async fn listen(&self) -> Option<PgListener> {
+        let mut listener = match PgListener::connect_with(&self.pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot LISTEN for outbox commits; polling only until restart");
+                return None;
+            }
+        };
+        match listener.listen(CHANNEL).await {
+            Ok(()) => Some(listener),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot LISTEN for outbox commits; polling only until restart");
+                None
+            }
+        }
+    }
+
+    /// Sleeps until a commit is notified, the poll interval passes or shutdown.
+    async fn wait_for_work(&self, listener: &mut Option<PgListener>, shutdown: &CancellationToken) {
+        let poll = tokio::time::sleep(self.settings.poll_interval);
+        match listener {
+            Some(l) => {
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = poll => {}
+                    received = l.recv() => {
+                        if let Err(e) = received {
+                            // The listener reconnects on the next recv; meanwhile
+                            // the poll interval keeps the relay going.
+                            tracing::debug!(error = %e, "outbox listener interrupted");
+                            tokio::select! {
+                                _ = shutdown.cancelled() => {}
+                                _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                            }
+                        }
+                    }
+                }
+            }
+            None => {
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = poll => {}
+                }
+            }
+        }
+    }
+
+    async fn prune(&self) {
+        let result = async {
+            let mut conn = self.pool.acquire().await?;
+            store::prune(&mut conn, self.settings.retention, 1000).await
+        }
+        .await;
+        match result {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "pruned published outbox rows"),
+            Err(e) => tracing::warn!(error = %e, "outbox prune failed"),
+        }
+    }
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Exponential backoff with jitter for whole-step failures, capped.
+fn new_backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(MAX_BACKOFF)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// When a single refused entry is tried again: doubles per attempt, capped.
+fn entry_retry_delay(attempts: i32) -> Duration {
+    let exp = attempts.clamp(0, 8) as u32;
+    Duration::from_millis(500 * 2u64.pow(exp)).min(Duration::from_secs(120))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_grows_and_stays_under_its_cap() {
+        let delays: Vec<Duration> = new_backoff().take(20).collect();
+        assert!(delays.iter().all(|d| *d <= MAX_BACKOFF * 2), "{delays:?}");
+        assert!(delays[10] > delays[0], "{delays:?}");
+    }
+
+    #[test]
+    fn a_refused_entry_waits_longer_each_time_up_to_two_minutes() {
+        assert_eq!(entry_retry_delay(0), Duration::from_millis(500));
+        assert_eq!(entry_retry_delay(1), Duration::from_secs(1));
+        assert_eq!(entry_retry_delay(50), Duration::from_secs(120));
+    }
+}

@@ -1,0 +1,202 @@
+//! What a run leaves behind, under `results/chaos/<time>-<experiment>/`:
+//!
+//! - `report.md`: the hypothesis, the fault, the method step by step, the
+//!   figures, and PASS/FAIL per criterion;
+//! - `verdict.json`: the same, for machines;
+//! - `history.json`: every attempt the load made, with its outcome;
+//! - `timeline.svg`: orders accepted, refused, invoiced and notified per
+//!   second, with the fault windows shaded.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::checker::Criterion;
+use harness::load::{Attempt, Outcome};
+use harness::observe::SystemState;
+
+/// A span of the run, in seconds since its start.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Window {
+    pub from: f64,
+    pub to: f64,
+}
+
+/// One second of the timeline.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Second {
+    pub t: u32,
+    pub accepted: u32,
+    /// Definitely refused or unknown.
+    pub refused: u32,
+    pub invoiced: u32,
+    pub notified: u32,
+}
+
+/// One thing the experiment did, when.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub at: f64,
+    pub what: String,
+}
+
+/// A measured figure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figure {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub experiment: String,
+    pub hypothesis: String,
+    pub fault: String,
+    pub target: String,
+    pub emulator: String,
+    pub run_id: String,
+    pub started_at: DateTime<Utc>,
+    pub settings: Vec<Figure>,
+    pub steps: Vec<Step>,
+    pub fault_windows: Vec<Window>,
+    pub figures: Vec<Figure>,
+    pub criteria: Vec<Criterion>,
+    /// The share of orders sent during the fault that were accepted.
+    pub acceptance_during_fault: Option<f64>,
+    /// Why the experiment stopped its fault early, if it did.
+    pub aborted: Option<String>,
+    pub passed: bool,
+    pub timeline: Vec<Second>,
+}
+
+impl Report {
+    pub fn figure(&self, name: &str) -> Option<&str> {
+        self.figures
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.value.as_str())
+    }
+
+    pub fn criterion(&self, name: &str) -> Option<&Criterion> {
+        self.criteria.iter().find(|c| c.name == name)
+    }
+
+    /// Markdown for humans.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let verdict = if self.passed { "PASS" } else { "FAIL" };
+        let _ = writeln!(md, "# Chaos experiment `{}`: {verdict}\n", self.experiment);
+        let _ = writeln!(
+            md,
+            "Run `{}` on the {} stack ({}), started {}.\n",
+            self.run_id,
+            self.target,
+            self.emulator,
+            self.started_at.format("%Y-%m-%d %H:%M:%S UTC")
+        );
+        let _ = writeln!(md, "**Hypothesis.** {}\n", self.hypothesis);
+        let _ = writeln!(md, "**Fault.** {}\n", self.fault);
+        if let Some(reason) = &self.aborted {
+            let _ = writeln!(md, "**Aborted.** {reason}\n");
+        }
+        let _ = writeln!(md, "## Settings\n");
+        for s in &self.settings {
+            let _ = writeln!(md, "- {}: {}", s.name, s.value);
+        }
+        let _ = writeln!(md, "\n## Method\n\n| t (s) | step |\n|---:|---|");
+        for step in &self.steps {
+            let _ = writeln!(md, "| {:.1} | {} |", step.at, step.what);
+        }
+        let _ = writeln!(md, "\n## Figures\n\n| figure | value |\n|---|---|");
+        for f in &self.figures {
+            let _ = writeln!(md, "| {} | {} |", f.name, f.value);
+        }
+        let _ = writeln!(
+            md,
+            "\n## Verdict\n\n| criterion | requirement | observed | result |\n|---|---|---|---|"
+        );
+        for c in &self.criteria {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} |",
+                c.name,
+                c.requirement,
+                c.observed.replace('|', "\\|"),
+                if c.pass { "PASS" } else { "**FAIL**" }
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\n## Timeline\n\n![orders accepted, invoiced and notified per second](timeline.svg)\n\nShaded: the fault. `history.json` holds every attempt; `verdict.json` this report."
+        );
+        md
+    }
+
+    /// Writes the report, the verdict, the history and the chart into `dir`.
+    pub fn write(&self, dir: &Path, history: &[Attempt]) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("report.md"), self.markdown())?;
+        std::fs::write(dir.join("verdict.json"), serde_json::to_vec_pretty(self)?)?;
+        std::fs::write(
+            dir.join("history.json"),
+            serde_json::to_vec_pretty(history)?,
+        )?;
+        super::chart::draw(
+            &dir.join("timeline.svg"),
+            &format!("{} ({})", self.experiment, self.target),
+            &self.timeline,
+            &self.fault_windows,
+        )?;
+        Ok(())
+    }
+}
+
+/// Where a run's files go: `<results>/<UTC time>-<experiment>`.
+pub fn run_dir(results: &Path, experiment: &str, started: DateTime<Utc>) -> PathBuf {
+    results.join(format!("{}-{experiment}", started.format("%Y%m%dT%H%M%SZ")))
+}
+
+/// Per-second counts from the history and the state.
+pub fn timeline(history: &[Attempt], state: &SystemState, start: DateTime<Utc>) -> Vec<Second> {
+    let second = |t: DateTime<Utc>| -> Option<usize> {
+        let s = (t - start).num_milliseconds();
+        (s >= 0).then_some((s / 1000) as usize)
+    };
+    let run_orders: std::collections::HashSet<uuid::Uuid> =
+        state.orders.iter().map(|o| o.id).collect();
+    let mut seconds: Vec<Second> = Vec::new();
+    let mut bump = |at: Option<usize>, f: fn(&mut Second)| {
+        if let Some(i) = at {
+            if seconds.len() <= i {
+                seconds.resize_with(i + 1, Second::default);
+            }
+            f(&mut seconds[i]);
+        }
+    };
+    for a in history {
+        match a.outcome {
+            Outcome::Ok { .. } => bump(second(a.completed_at()), |s| s.accepted += 1),
+            _ => bump(second(a.completed_at()), |s| s.refused += 1),
+        }
+    }
+    for i in state
+        .invoices
+        .iter()
+        .filter(|i| run_orders.contains(&i.order_id))
+    {
+        bump(second(i.issued_at), |s| s.invoiced += 1);
+    }
+    for n in state
+        .notifications
+        .iter()
+        .filter(|n| run_orders.contains(&n.order_id))
+    {
+        bump(second(n.created_at), |s| s.notified += 1);
+    }
+    for (t, s) in seconds.iter_mut().enumerate() {
+        s.t = t as u32;
+    }
+    seconds
+}

@@ -1,0 +1,22 @@
+//! What the tools (demo, chaos, bench) and the end-to-end tests stand on.
+//!
+//! - `stack`: starts the emulator, Postgres (an ephemeral cluster, or a
+//!   server you name), one database and role per service, the provisioned
+//!   topology and the three services as separate processes, and stops them
+//!   all on drop.
+//! - `client`: a small HTTP client for the three services' APIs.
+//! - `load`: the open-loop order load and its history of ok / fail / unknown.
+//! - `observe`: reading the system from outside (databases, queues, health),
+//!   what the probes, abort conditions and checkers look at.
+//! - `probe`: queue depths, inbox and outbox rows, metrics, for assertions.
+//! - `procfs`: CPU time and resident memory of a process, from `/proc`.
+//!
+//! It drives the services only through their public interfaces: HTTP, the
+//! environment, and their databases' documented tables.
+
+pub mod client;
+pub mod load;
+pub mod observe;
+pub mod probe;
+pub mod procfs;
+pub mod stack;
