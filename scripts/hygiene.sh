@@ -10,3 +10,13 @@ say "cargo fmt --check"
 cargo fmt --all --check
 say "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
+# The pinned checkers setup.sh builds into .tools/bin.
+export PATH="$PWD/.tools/bin:$PATH"
+say "cargo machete (unused dependencies)"
+cargo machete
+# Advisories are not checked: their database is a git repository on GitHub,
+# which this project's CI network (package registries only) cannot reach. Run
+# `cargo deny check advisories` where it can.
+say "cargo deny check licenses bans sources"
+# Errors only: `cargo deny check bans` lists the duplicate versions it warns about.
+cargo deny --offline --log-level error check licenses bans sources
