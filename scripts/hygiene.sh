@@ -10,3 +10,9 @@ say "cargo fmt --check"
 cargo fmt --all --check
 say "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
+say "asyncapi validate"
+# Offline and silent: no telemetry (CI), no update check against the registry,
+# the CLI's analytics file kept in .tools rather than $HOME, no node-config notes.
+CI=true ASYNCAPI_SKIP_NEW_VERSION_CHECK=true ASYNCAPI_METRICS_CONFIG_PATH=.tools/asyncapi/analytics.json \
+    SUPPRESS_NO_CONFIG_WARNING=1 SUPPRESS_STRICTNESS_CHECK=1 \
+    .tools/asyncapi/node_modules/.bin/asyncapi validate contracts/asyncapi.json --fail-severity error </dev/null

