@@ -289,8 +289,9 @@ fn dlq_channel(queue: &QueueSpec, twin: Option<&QueueSpec>) -> Value {
         );
     }
     description.push_str(&format!(
-        " The operator tool lists it with `ops dlq list --queue {0}` and moves its messages \
-         back with `ops dlq redrive --queue {0}` once the cause is fixed.",
+        " The operator tool `ops` (crate `infra`) lists it with `ops dlq list --queue {0}` \
+         and moves its messages back with `ops dlq redrive --queue {0}` once the cause is \
+         fixed.",
         queue.name
     ));
     if let Some(twin) = twin {

@@ -142,17 +142,6 @@ fn event_message(
         .filter(|q| q.event_types.contains(&event_type))
         .map(|q| format!("`{}`", q.name))
         .collect();
-    let current = event_type.current_version();
-    let status = if version == current {
-        "Producers write this version.".to_string()
-    } else {
-        format!(
-            "Producers no longer write this version (they write {}); consumers still accept \
-             it, because an event written before can wait in a queue, a DLQ or the bus archive \
-             and come back.",
-            key(event_type, current)
-        )
-    };
     let envelope = envelope_of(event_type, version);
     let stem = schemas::file_stem(event_type, version);
     let example = EXAMPLES
@@ -166,7 +155,22 @@ fn event_message(
         "summary": summary,
         "contentType": "application/json",
     });
-    let (travel, example) = match topology.channel_of(event_type.publisher()) {
+    let channel = topology.channel_of(event_type.publisher());
+    let current = event_type.current_version();
+    let status = if version == current {
+        "Producers write this version.".to_string()
+    } else {
+        let kept = match channel {
+            Some(Channel::Bus(_)) => "a queue, a DLQ or the bus archive",
+            _ => "a queue or a DLQ",
+        };
+        format!(
+            "Producers no longer write this version (they write `{}`); consumers still accept \
+             it, because an event written before can wait in {kept} and come back.",
+            key(event_type, current)
+        )
+    };
+    let (travel, example) = match channel {
         Some(Channel::Topic(topic)) => {
             message["payload"] = envelope;
             message["headers"] = sns_attributes(event_type);
