@@ -20,3 +20,9 @@ cargo machete
 say "cargo deny check licenses bans sources"
 # Errors only: `cargo deny check bans` lists the duplicate versions it warns about.
 cargo deny --offline --log-level error check licenses bans sources
+say "asyncapi validate"
+# Offline and silent: no telemetry (CI), no update check against the registry,
+# the CLI's analytics file kept in .tools rather than $HOME, no node-config notes.
+CI=true ASYNCAPI_SKIP_NEW_VERSION_CHECK=true ASYNCAPI_METRICS_CONFIG_PATH=.tools/asyncapi/analytics.json \
+    SUPPRESS_NO_CONFIG_WARNING=1 SUPPRESS_STRICTNESS_CHECK=1 \
+    .tools/asyncapi/node_modules/.bin/asyncapi validate contracts/asyncapi.json --fail-severity error </dev/null

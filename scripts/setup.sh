@@ -9,7 +9,9 @@
 #     from the OS packages for `config`;
 #   - the hygiene checkers, pinned, built from crates.io into .tools/bin:
 #     cargo-machete (unused dependencies) and cargo-deny (licences, bans,
-#     sources).
+#     sources);
+#   - the AsyncAPI CLI, pinned, from npm into .tools/asyncapi, which validates
+#     contracts/asyncapi.json.
 # Safe to run again: it checks before it installs. Needs root or sudo only when
 # an OS package is missing.
 set -euo pipefail
@@ -22,6 +24,7 @@ CHECK_JSONSCHEMA_VERSION="0.39.0"
 DCLINT_VERSION="3.1.0"
 CARGO_MACHETE_VERSION="0.9.2"
 CARGO_DENY_VERSION="0.20.2"
+ASYNCAPI_CLI_VERSION="6.2.0"
 
 say() { printf '[setup] %s\n' "$*"; }
 
@@ -79,6 +82,18 @@ if [ "$(.tools/node_modules/.bin/dclint --version 2>/dev/null)" != "$DCLINT_VERS
     npm install --prefix .tools --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
         "dclint@$DCLINT_VERSION" >/dev/null
 fi
+# Its own prefix: an `npm install --no-save` removes what an earlier one put in
+# the same prefix, so sharing .tools with dclint would uninstall one or the other.
+asyncapi_cli_version() {
+    node -p "require('./.tools/asyncapi/node_modules/@asyncapi/cli/package.json').version" 2>/dev/null
+}
+if [ "$(asyncapi_cli_version)" != "$ASYNCAPI_CLI_VERSION" ]; then
+    command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+    say "installing @asyncapi/cli@$ASYNCAPI_CLI_VERSION into .tools/asyncapi (about 440 MB, a few minutes)"
+    mkdir -p .tools/asyncapi
+    npm install --prefix .tools/asyncapi --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
+        "@asyncapi/cli@$ASYNCAPI_CLI_VERSION" >/dev/null
+fi
 command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
 
 # --- hygiene checkers (scripts/hygiene.sh) ---------------------------------------
@@ -114,4 +129,4 @@ if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
     as_root useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
 fi
 
-say "ready: moto $MOTO_VERSION, cfn-lint, hadolint, check-jsonschema, dclint, docker-compose, cargo-machete, cargo-deny, PostgreSQL binaries"
+say "ready: moto $MOTO_VERSION, cfn-lint, hadolint, check-jsonschema, dclint, docker-compose, cargo-machete, cargo-deny, @asyncapi/cli, PostgreSQL binaries"

@@ -5,11 +5,13 @@
 //!   versions; `events::schemas` renders their JSON Schemas.
 //! - `money`: the integer minor units and currencies events carry.
 //! - `topology`: the one declaration of topics, buses, queues, DLQs and rules.
+//! - `asyncapi`: renders the AsyncAPI document of the topology and the events.
 //!
 //! Pure data and rules: no I/O, no runtime. The provisioner, the services and
 //! the tools all read these, and a consumer team reads what they render under
 //! `contracts/`.
 
+pub mod asyncapi;
 pub mod events;
 pub mod money;
 pub mod service;

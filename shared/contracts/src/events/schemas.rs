@@ -4,7 +4,7 @@
 //! They are committed under `contracts/` at the repository root so that anyone
 //! can read the contract, or validate an event, without reading Rust. The
 //! committed files are an output of this module: [`REGENERATE`] rewrites them,
-//! and the test `shared/tests/contracts.rs` fails when they and the types drift
+//! and the test `shared/contracts/tests/contracts.rs` fails when they and the types drift
 //! apart. A superseded version keeps its file for as long as consumers decode
 //! it.
 
@@ -30,6 +30,9 @@ pub const ENVELOPE_FILE: &str = "envelope.schema.json";
 pub struct Contract {
     pub file_name: String,
     pub schema: Schema,
+    /// The event type and `dataversion` whose `data` this schema describes;
+    /// `None` for the envelope.
+    pub payload_of: Option<(EventType, u32)>,
 }
 
 impl Contract {
@@ -77,6 +80,7 @@ fn envelope() -> Contract {
     Contract {
         file_name: ENVELOPE_FILE.to_string(),
         schema,
+        payload_of: None,
     }
 }
 
@@ -89,5 +93,6 @@ fn payload<P: Payload>() -> Contract {
     Contract {
         file_name: schema_file(P::TYPE, P::VERSION),
         schema,
+        payload_of: Some((P::TYPE, P::VERSION)),
     }
 }
