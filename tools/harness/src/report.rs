@@ -218,7 +218,10 @@ mod tests {
     #[test]
     fn a_table_can_right_align_every_column_from_one_on() {
         let table = Table::new(["hop", "count", "max"]).right_aligned(1..);
-        assert_eq!(table.to_string(), "| hop | count | max |\n|---|---:|---:|\n");
+        assert_eq!(
+            table.to_string(),
+            "| hop | count | max |\n|---|---:|---:|\n"
+        );
     }
 
     #[test]
