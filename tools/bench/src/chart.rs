@@ -2,10 +2,12 @@
 //! notification recorded) and the order relay's p99 against the offered
 //! load, on a logarithmic latency axis, with the sustained rate and the
 //! emulator's flow ceiling marked, and the baseline relay's p99 as a single
-//! point. SVG, drawn as the chaos timeline is (no font files needed).
+//! point. Its look (palette, canvas, axes, legend) is the tools' shared one,
+//! `harness::chart`, as the chaos timeline's is.
 
 use std::path::Path;
 
+use harness::chart::{self, Axis, BLUE, GREEN, ORANGE, RED};
 use plotters::prelude::*;
 
 use super::ceiling::EmulatorCeiling;
@@ -13,10 +15,10 @@ use super::hops::{self, Percentiles};
 use super::report::Run;
 use super::step::Step;
 
-const P50: RGBColor = RGBColor(46, 125, 50);
-const P90: RGBColor = RGBColor(21, 101, 192);
-const P99: RGBColor = RGBColor(239, 108, 0);
-const P999: RGBColor = RGBColor(198, 40, 40);
+const P50: RGBColor = GREEN;
+const P90: RGBColor = BLUE;
+const P99: RGBColor = ORANGE;
+const P999: RGBColor = RED;
 const RELAY: RGBColor = RGBColor(106, 27, 154);
 const MARK: RGBColor = RGBColor(120, 120, 120);
 
@@ -48,25 +50,21 @@ pub fn draw(path: &Path, run: &Run, ceiling: Option<&EmulatorCeiling>) -> anyhow
         .chain(run.baseline.iter().map(|b| e2e(&b.reference).p99))
         .fold(10.0, f64::max)
         * 2.0;
-    let root = SVGBackend::new(path, (960, 480)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("Latency against offered load ({})", run.emulator),
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(56)
+    let root = chart::canvas(path, 480)?;
+    let caption = format!("Latency against offered load ({})", run.emulator);
+    let mut chart = chart::builder(&root, &caption, 56)
         .build_cartesian_2d(0f64..right, (0.1f64..top).log_scale())?;
-    chart
-        .configure_mesh()
-        .x_desc("offered load, orders per second")
-        .y_desc("latency, ms (log scale)")
-        .light_line_style(WHITE.mix(0.0))
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_label_formatter(&|v| format!("{v}"))
-        .draw()?;
+    chart::draw_axes(
+        &mut chart,
+        Axis {
+            desc: "offered load, orders per second",
+            label: &|v| format!("{v:.0}"),
+        },
+        Axis {
+            desc: "latency, ms (log scale)",
+            label: &|v| format!("{v}"),
+        },
+    )?;
     let mut marks = vec![(
         format!("sustained {:.0}/s", run.sustained_rate),
         run.sustained_rate,
@@ -81,7 +79,7 @@ pub fn draw(path: &Path, run: &Run, ceiling: Option<&EmulatorCeiling>) -> anyhow
         chart
             .draw_series(LineSeries::new([(x, 0.1), (x, top)], MARK.stroke_width(1)))?
             .label(label)
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], MARK.stroke_width(1)));
+            .legend(chart::legend_line(MARK.stroke_width(1)));
     }
     let series: [Series; 4] = [
         ("end to end p50", P50, |p| p.p50),
@@ -98,7 +96,7 @@ pub fn draw(path: &Path, run: &Run, ceiling: Option<&EmulatorCeiling>) -> anyhow
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
             .label(label)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(3)));
+            .legend(chart::legend_line(color.stroke_width(3)));
         chart.draw_series(
             points
                 .into_iter()
@@ -111,7 +109,7 @@ pub fn draw(path: &Path, run: &Run, ceiling: Option<&EmulatorCeiling>) -> anyhow
             RELAY.stroke_width(1),
         ))?
         .label("order relay commit → publish p99")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], RELAY.stroke_width(2)));
+        .legend(chart::legend_line(RELAY.stroke_width(2)));
     if let Some(baseline) = &run.baseline {
         let base = &baseline.reference;
         chart
@@ -123,12 +121,7 @@ pub fn draw(path: &Path, run: &Run, ceiling: Option<&EmulatorCeiling>) -> anyhow
             .label("baseline relay, end to end p99")
             .legend(|(x, y)| Cross::new((x + 9, y), 5, P999.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .draw()?;
+    chart::draw_legend(&mut chart)?;
     root.present()?;
     Ok(())
 }

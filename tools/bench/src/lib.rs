@@ -49,6 +49,7 @@ use report::{Baseline, MessageBytes, Report, Run};
 use step::Subject;
 
 use harness::observe::Observer;
+use harness::report::{Machine, load_average, timestamp};
 use harness::stack::{PostgresSource, Stack, StackDescription, StackOptions};
 
 /// The baseline relay: what peers run by default.
@@ -68,10 +69,10 @@ pub fn baseline_settings(plan: &Plan) -> Vec<(String, String)> {
 pub async fn run(plan: &Plan, results: &Path, command: &str) -> anyhow::Result<(Report, PathBuf)> {
     let started_at = Utc::now();
     let clock = std::time::Instant::now();
-    let dir = results.join(started_at.format("%Y%m%d-%H%M%S").to_string());
+    let dir = results.join(timestamp(started_at));
     let log_dir = dir.join("logs");
     std::fs::create_dir_all(&log_dir)?;
-    let load_average_before = report::load_average();
+    let load_average_before = load_average();
     println!("== bench: results in {}", dir.display());
     let running = match &plan.running {
         Some(path) => Some(read_description(path)?),
@@ -123,9 +124,9 @@ pub async fn run(plan: &Plan, results: &Path, command: &str) -> anyhow::Result<(
         started_at,
         seconds: clock.elapsed().as_secs_f64(),
         command: command.to_string(),
-        machine: report::Machine::read(),
+        machine: Machine::read(),
         load_average_before,
-        load_average_after: report::load_average(),
+        load_average_after: load_average(),
         plan: plan.clone(),
         ceiling_message_bytes: MessageBytes {
             order_placed,

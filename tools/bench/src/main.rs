@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use bench::Plan;
 use clap::Parser;
+use harness::report::key_value;
 use testkit::emulator::EmulatorKind;
 
 #[derive(Parser)]
@@ -143,13 +144,6 @@ impl Args {
         }
         plan
     }
-}
-
-fn key_value(raw: &str) -> Result<(String, String), String> {
-    raw.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .filter(|(k, _)| !k.is_empty())
-        .ok_or_else(|| format!("'{raw}' is not KEY=VALUE"))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

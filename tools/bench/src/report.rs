@@ -15,59 +15,13 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
+use harness::report::{Machine, Table, key_values, write_json};
 use serde::Serialize;
 
 use super::ceiling::{CallLatency, EmulatorCeiling, PostgresCeiling, Route};
 use super::hops::{self, HopStats, Percentiles};
 use super::plan::Plan;
 use super::step::{Burst, Step};
-
-/// The machine the run was on.
-#[derive(Debug, Clone, Serialize)]
-pub struct Machine {
-    pub cpu: String,
-    pub cores: usize,
-    pub memory_gib: f64,
-    pub kernel: String,
-}
-
-impl Machine {
-    pub fn read() -> Machine {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let field = |text: &str, name: &str| -> String {
-            text.lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-                .unwrap_or_default()
-        };
-        let memory_kib: f64 = field(&meminfo, "MemTotal")
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .unwrap_or(0.0);
-        Machine {
-            cpu: field(&cpuinfo, "model name"),
-            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
-            memory_gib: memory_kib / 1024.0 / 1024.0,
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
-        }
-    }
-}
-
-/// The 1, 5 and 15 minute load averages: how busy the machine was.
-pub fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 
 /// The baseline relay, run at the same reference rate.
 #[derive(Debug, Clone, Serialize)]
@@ -275,7 +229,7 @@ fn latency(step: &Step, hop: &str) -> Percentiles {
 impl Report {
     pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)?;
-        std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(self)?)?;
+        write_json(&dir.join("report.json"), self)?;
         std::fs::write(dir.join("report.md"), self.markdown())?;
         for run in &self.runs {
             super::chart::draw(
@@ -290,7 +244,6 @@ impl Report {
     /// The report for humans: what the terminal shows and `report.md` holds.
     pub fn markdown(&self) -> String {
         let mut md = String::new();
-        let m = &self.machine;
         let _ = writeln!(
             md,
             "# Benchmark run of {}\n",
@@ -298,55 +251,53 @@ impl Report {
         );
         let _ = writeln!(
             md,
-            "Machine: {} × {}, {:.1} GiB, Linux {}. Load average before {}, after {}. Took {:.0} s.\n",
-            m.cores,
-            m.cpu,
-            m.memory_gib,
-            m.kernel,
-            self.load_average_before,
-            self.load_average_after,
-            self.seconds
+            "Machine: {}. Load average before {}, after {}. Took {:.0} s.\n",
+            self.machine, self.load_average_before, self.load_average_after, self.seconds
         );
         let _ = writeln!(md, "Command: `{}`\n", self.command);
-        let _ = writeln!(md, "## Ceilings\n");
-        let _ = writeln!(
+        let mut ceilings = Table::new([
+            "emulator",
+            "route",
+            "orders in flight",
+            "parked per queue",
+            "depth seen (mean / max)",
+            "orders/s",
+            "deliveries/s",
+            "errors",
+        ])
+        .right_aligned(2..);
+        for c in &self.ceilings {
+            ceilings.row([
+                c.emulator.clone(),
+                format!("{:?}: {}", c.route, c.route.describe()),
+                c.window.to_string(),
+                c.backlog.to_string(),
+                format!("{:.0} / {}", c.depth_mean, c.depth_max),
+                format!("{:.0}", c.orders_per_sec),
+                format!("{:.0}", c.deliveries_per_sec),
+                c.errors.to_string(),
+            ]);
+        }
+        let _ = write!(
             md,
-            "The emulators driven by a bare client (messages of {} and {} bytes, batches of 10):\n",
+            "## Ceilings\n\nThe emulators driven by a bare client (messages of {} and {} bytes, batches of 10):\n\n{ceilings}",
             self.ceiling_message_bytes.order_placed, self.ceiling_message_bytes.invoice_issued
         );
-        let _ = writeln!(
-            md,
-            "| emulator | route | orders in flight | parked per queue | depth seen (mean / max) | orders/s | deliveries/s | errors |\n|---|---|---:|---:|---:|---:|---:|---:|"
-        );
-        for c in &self.ceilings {
-            let _ = writeln!(
-                md,
-                "| {} | {:?}: {} | {} | {} | {:.0} / {} | {:.0} | {:.0} | {} |",
-                c.emulator,
-                c.route,
-                c.route.describe(),
-                c.window,
-                c.backlog,
-                c.depth_mean,
-                c.depth_max,
-                c.orders_per_sec,
-                c.deliveries_per_sec,
-                c.errors
-            );
-        }
-        let _ = writeln!(
-            md,
-            "\nOne publish call on an idle emulator, {} calls in a row (ms): the floor under the relay hops, whose `published_at` is taken after the broker answered.\n\n| emulator | call | entries | p50 | p90 | p99 | max |\n|---|---|---:|---:|---:|---:|---:|",
-            super::ceiling::CALLS
-        );
+        let mut calls = Table::new(["emulator", "call", "entries", "p50", "p90", "p99", "max"])
+            .right_aligned(2..);
         for c in &self.calls {
             let l = c.latency;
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
-                c.emulator, c.call, c.entries, l.p50, l.p90, l.p99, l.max
+            calls.row(
+                [c.emulator.clone(), c.call.clone(), c.entries.to_string()]
+                    .into_iter()
+                    .chain([l.p50, l.p90, l.p99, l.max].map(tenths)),
             );
         }
+        let _ = write!(
+            md,
+            "\nOne publish call on an idle emulator, {} calls in a row (ms): the floor under the relay hops, whose `published_at` is taken after the broker answered.\n\n{calls}",
+            super::ceiling::CALLS
+        );
         for run in &self.runs {
             run_markdown(&mut md, run);
         }
@@ -361,6 +312,11 @@ fn ratio(r: f64) -> String {
     } else {
         format!("{r:.2}")
     }
+}
+
+/// Milliseconds to a tenth.
+fn tenths(ms: f64) -> String {
+    format!("{ms:.1}")
 }
 
 fn mb(bytes: u64) -> String {
@@ -383,129 +339,138 @@ fn run_markdown(md: &mut String, run: &Run) {
         run.sustained_rate,
         run.reference.offered_rate
     );
-    let _ = writeln!(
-        md,
-        "### Targets\n\n| target | observed | ratio | met |\n|---|---|---:|---|"
-    );
+    let mut targets = Table::new(["target", "observed", "ratio", "met"]).right_aligned(2..3);
     for v in &run.verdicts {
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} | {} |",
-            v.target,
-            v.observed,
+        targets.row([
+            v.target.clone(),
+            v.observed.clone(),
             ratio(v.ratio),
-            if v.met { "yes" } else { "**no**" }
-        );
+            (if v.met { "yes" } else { "**no**" }).to_string(),
+        ]);
     }
-    let _ = writeln!(md, "\n### Ratios\n\n| figure | ratio |\n|---|---:|");
+    let _ = write!(md, "### Targets\n\n{targets}");
+    let mut ratios = Table::new(["figure", "ratio"]).right_aligned(1..);
     for r in &run.ratios {
-        let _ = writeln!(md, "| {} | {} |", r.what, ratio(r.ratio));
+        ratios.row([r.what.clone(), ratio(r.ratio)]);
     }
-    let _ = writeln!(
-        md,
-        "\n### Steps\n\n| step | offered/s | accepted | completed | e2e p50 | p90 | p99 | p99.9 | max (ms) | order relay p99 | backlog slope/s | deepest queue | drain s | services CPU ms/order | sustained |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
-    );
+    let _ = write!(md, "\n### Ratios\n\n{ratios}");
+    let mut steps = Table::new([
+        "step",
+        "offered/s",
+        "accepted",
+        "completed",
+        "e2e p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "max (ms)",
+        "order relay p99",
+        "backlog slope/s",
+        "deepest queue",
+        "drain s",
+        "services CPU ms/order",
+        "sustained",
+    ])
+    .right_aligned(1..14);
     let baseline = run.baseline.as_ref().map(|b| &b.reference);
     for step in run.steps.iter().chain(baseline) {
         let e2e = latency(step, hops::END_TO_END);
-        let _ = writeln!(
-            md,
-            "| {} | {:.0} | {}/{} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:+.1} | {} | {:.1} | {:.2} | {} |",
-            step.label,
-            step.offered_rate,
-            step.accepted,
-            step.attempts,
-            step.completed,
-            e2e.p50,
-            e2e.p90,
-            e2e.p99,
-            e2e.p999,
-            e2e.max,
-            latency(step, hops::ORDER_RELAY).p99,
-            step.backlog_slope,
-            step.deepest_queue_max,
-            step.drain_seconds,
-            step.services_cpu_ms_per_order(),
+        let whole = |v: f64| format!("{v:.0}");
+        steps.row([
+            step.label.clone(),
+            whole(step.offered_rate),
+            format!("{}/{}", step.accepted, step.attempts),
+            step.completed.to_string(),
+            whole(e2e.p50),
+            whole(e2e.p90),
+            whole(e2e.p99),
+            whole(e2e.p999),
+            whole(e2e.max),
+            tenths(latency(step, hops::ORDER_RELAY).p99),
+            format!("{:+.1}", step.backlog_slope),
+            step.deepest_queue_max.to_string(),
+            tenths(step.drain_seconds),
+            format!("{:.2}", step.services_cpu_ms_per_order()),
             if step.sustained {
                 "yes".to_string()
             } else {
                 format!("no: {}", step.why_not.join("; "))
-            }
-        );
+            },
+        ]);
     }
+    let _ = write!(md, "\n### Steps\n\n{steps}");
     let mut at_reference = vec![("our relay", &run.reference)];
     if let Some(b) = &run.baseline {
         at_reference.push(("the baseline relay", &b.reference));
     }
     for (title, step) in at_reference {
-        let _ = writeln!(
-            md,
-            "\n### Hops at {:.0} orders/s, {title} (ms)\n",
-            step.offered_rate
-        );
-        hops_table(md, &step.hops);
-        let _ = writeln!(
-            md,
-            "\n| process | CPU s | CPU ms per order | RSS max sampled (MB) | RSS high-water (MB) |\n|---|---:|---:|---:|---:|"
-        );
+        let mut usage = Table::new([
+            "process",
+            "CPU s",
+            "CPU ms per order",
+            "RSS max sampled (MB)",
+            "RSS high-water (MB)",
+        ])
+        .right_aligned(1..);
         for u in &step.usage {
-            let _ = writeln!(
-                md,
-                "| {} | {:.2} | {:.3} | {} | {} |",
-                u.process,
-                u.cpu_seconds,
-                u.cpu_ms_per_order,
+            usage.row([
+                u.process.clone(),
+                format!("{:.2}", u.cpu_seconds),
+                format!("{:.3}", u.cpu_ms_per_order),
                 u.rss_max_bytes.map(mb).unwrap_or_else(|| "–".into()),
                 u.rss_peak_bytes.map(mb).unwrap_or_else(|| "–".into()),
-            );
+            ]);
         }
+        let _ = write!(
+            md,
+            "\n### Hops at {:.0} orders/s, {title} (ms)\n\n{}\n{usage}",
+            step.offered_rate,
+            hops_table(&step.hops)
+        );
     }
-    let _ = writeln!(
-        md,
-        "\n### Relay drain (burst of {} orders committed while the order service was frozen)\n\n| relay | settings | relay events/s | system orders/s | completed |\n|---|---|---:|---:|---:|",
-        run.burst.orders
-    );
+    let mut drains = Table::new([
+        "relay",
+        "settings",
+        "relay events/s",
+        "system orders/s",
+        "completed",
+    ])
+    .right_aligned(2..);
     let mut bursts = vec![("ours", "defaults".to_string(), &run.burst)];
     if let Some(b) = &run.baseline {
-        let settings = b
-            .settings
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        bursts.push(("baseline", settings, &b.burst));
+        bursts.push(("baseline", key_values(&b.settings), &b.burst));
     }
     for (name, how, b) in bursts {
-        let _ = writeln!(
-            md,
-            "| {name} | {how} | {:.0} | {:.0} | {}/{} |",
-            b.relay_events_per_sec, b.system_orders_per_sec, b.completed, b.orders
-        );
+        drains.row([
+            name.to_string(),
+            how,
+            format!("{:.0}", b.relay_events_per_sec),
+            format!("{:.0}", b.system_orders_per_sec),
+            format!("{}/{}", b.completed, b.orders),
+        ]);
     }
+    let _ = write!(
+        md,
+        "\n### Relay drain (burst of {} orders committed while the order service was frozen)\n\n{drains}",
+        run.burst.orders
+    );
 }
 
-fn hops_table(md: &mut String, hops: &[HopStats]) {
-    let _ = writeln!(
-        md,
-        "| hop | count | p50 | p90 | p99 | p99.9 | max |\n|---|---:|---:|---:|---:|---:|---:|"
-    );
+fn hops_table(hops: &[HopStats]) -> Table {
+    let mut table =
+        Table::new(["hop", "count", "p50", "p90", "p99", "p99.9", "max"]).right_aligned(1..);
     for h in hops {
         let l = h.latency;
-        let _ = writeln!(
-            md,
-            "| {}{} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
-            h.hop,
-            if h.negative > 0 {
-                format!(" ({} negative)", h.negative)
-            } else {
-                String::new()
-            },
-            l.count,
-            l.p50,
-            l.p90,
-            l.p99,
-            l.p999,
-            l.max
+        let hop = if h.negative > 0 {
+            format!("{} ({} negative)", h.hop, h.negative)
+        } else {
+            h.hop.clone()
+        };
+        table.row(
+            [hop, l.count.to_string()]
+                .into_iter()
+                .chain([l.p50, l.p90, l.p99, l.p999, l.max].map(tenths)),
         );
     }
+    table
 }

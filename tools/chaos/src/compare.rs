@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
+use harness::report::{Table, run_dir, write_json};
 use serde::Serialize;
 
 use super::experiment::Experiment;
@@ -37,10 +38,7 @@ pub async fn compare_sync_and_async(
     base: LocalOptions,
     results: &Path,
 ) -> anyhow::Result<Comparison> {
-    let dir = results.join(format!(
-        "{}-sync-vs-async",
-        Utc::now().format("%Y%m%dT%H%M%SZ")
-    ));
+    let dir = run_dir(results, Experiment::SyncVsAsync.name(), Utc::now());
     let mut reports = Vec::new();
     for (variant, sync_invoicing) in [("async", false), ("sync", true)] {
         let options = Experiment::InvoiceDown.local_options(
@@ -77,10 +75,7 @@ pub async fn compare_sync_and_async(
     };
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("comparison.md"), comparison.markdown())?;
-    std::fs::write(
-        dir.join("comparison.json"),
-        serde_json::to_vec_pretty(&comparison)?,
-    )?;
+    write_json(&dir.join("comparison.json"), &comparison)?;
     println!(
         "== sync-vs-async: {} (comparison in {})",
         if passed { "PASS" } else { "FAIL" },
@@ -109,21 +104,17 @@ impl Comparison {
             "The synchronous run passes when fewer than {:.0} % of the orders sent during the outage are accepted (order-taking went down with invoicing) and nothing it accepted is lost or doubled.\n",
             COUPLED_BELOW * 100.0
         );
-        let _ = writeln!(
-            md,
-            "| | asynchronous (events) | synchronous (HTTP call) |\n|---|---|---|"
-        );
+        let mut table = Table::new(["", "asynchronous (events)", "synchronous (HTTP call)"]);
         let pct = |r: &Report| {
             r.acceptance_during_fault
                 .map(|x| format!("{:.1} %", x * 100.0))
                 .unwrap_or_else(|| "-".into())
         };
-        let _ = writeln!(
-            md,
-            "| orders accepted during the outage | {} | {} |",
+        table.row([
+            "orders accepted during the outage".to_string(),
             pct(a),
-            pct(s)
-        );
+            pct(s),
+        ]);
         for figure in [
             "POST /orders latency during the fault",
             "POST /orders latency before the fault",
@@ -133,12 +124,11 @@ impl Comparison {
             super::verify::BACKLOG_WORKED_OFF,
             "drained after the load stopped",
         ] {
-            let _ = writeln!(
-                md,
-                "| {figure} | {} | {} |",
+            table.row([
+                figure,
                 a.figure(figure).unwrap_or("none"),
-                s.figure(figure).unwrap_or("none")
-            );
+                s.figure(figure).unwrap_or("none"),
+            ]);
         }
         for criterion in [
             "no loss",
@@ -151,18 +141,18 @@ impl Comparison {
                     .map(|c| format!("{}: {}", if c.pass { "PASS" } else { "FAIL" }, c.observed))
                     .unwrap_or_default()
             };
-            let _ = writeln!(md, "| {criterion} | {} | {} |", cell(a), cell(s));
+            table.row([criterion.to_string(), cell(a), cell(s)]);
         }
-        let _ = writeln!(
-            md,
-            "| verdict of the run | {} | {} |",
+        table.row([
+            "verdict of the run",
             if a.passed { "PASS" } else { "FAIL" },
             if s.passed {
                 "PASS"
             } else {
                 "FAIL (expected: it is the anti-pattern)"
-            }
-        );
+            },
+        ]);
+        let _ = write!(md, "{table}");
         let _ = writeln!(
             md,
             "\nEach run's own report, history and timeline are in the folders beside this file."

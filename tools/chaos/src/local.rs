@@ -22,8 +22,9 @@ use harness::stack::{PostgresSource, Stack, StackOptions};
 #[derive(Debug, Clone, Default)]
 pub struct LocalOptions {
     pub emulator: EmulatorKind,
-    /// Extra environment per service (settings an experiment needs).
-    pub env: BTreeMap<&'static str, Vec<(String, String)>>,
+    /// Extra environment for one service each (settings an experiment
+    /// needs), handed to `StackOptions::with_env` in this order.
+    pub env: Vec<(Service, String, String)>,
     /// Put a fault proxy between the invoice service and the emulator.
     pub invoice_proxy: bool,
     /// Run the order service in synchronous invoicing mode.
@@ -34,11 +35,9 @@ pub struct LocalOptions {
 }
 
 impl LocalOptions {
+    /// Sets `key=value` for `service` only.
     pub fn with_env(mut self, service: Service, key: &str, value: &str) -> Self {
-        self.env
-            .entry(service.name())
-            .or_default()
-            .push((key.to_string(), value.to_string()));
+        self.env.push((service, key.to_string(), value.to_string()));
         self
     }
 }
@@ -62,38 +61,35 @@ impl LocalTarget {
         } else {
             None
         };
-        let mut env_for = options.env.clone();
+        std::fs::create_dir_all(&options.log_dir)?;
+        let mut stack_options = StackOptions {
+            postgres: PostgresSource::EphemeralPerService,
+            emulator: options.emulator,
+            emulator_port: Some(emulator_port),
+            service_ports: Some(ports.clone()),
+            database_prefix: String::new(),
+            service_env: vec![],
+            orders_chain: contracts::topology::Chain::Standard,
+            env_for: BTreeMap::new(),
+            log_dir: options.log_dir.clone(),
+        };
+        for (service, key, value) in &options.env {
+            stack_options = stack_options.with_env(*service, key, value);
+        }
         if let Some(proxy) = &invoice_proxy {
-            env_for
-                .entry(Service::Invoice.name())
-                .or_default()
-                .push(("AWS_ENDPOINT_URL".into(), proxy.url()));
+            stack_options =
+                stack_options.with_env(Service::Invoice, "AWS_ENDPOINT_URL", &proxy.url());
         }
         if options.sync_invoicing {
             // The order service's documented settings for the synchronous
             // mode (README, configuration): the tool drives the service
             // through its environment, not its code.
-            env_for.entry(Service::Order.name()).or_default().extend([
-                ("ORDER_INVOICING".into(), "sync".into()),
-                (
-                    "INVOICE_SERVICE_URL".into(),
-                    format!("http://127.0.0.1:{}", ports[Service::Invoice.name()]),
-                ),
-            ]);
+            let invoice_url = format!("http://127.0.0.1:{}", ports[Service::Invoice.name()]);
+            stack_options = stack_options
+                .with_env(Service::Order, "ORDER_INVOICING", "sync")
+                .with_env(Service::Order, "INVOICE_SERVICE_URL", &invoice_url);
         }
-        std::fs::create_dir_all(&options.log_dir)?;
-        let mut stack = Stack::start(StackOptions {
-            postgres: PostgresSource::EphemeralPerService,
-            emulator: options.emulator,
-            emulator_port: Some(emulator_port),
-            service_ports: Some(ports),
-            database_prefix: String::new(),
-            service_env: vec![],
-            orders_chain: contracts::topology::Chain::Standard,
-            env_for,
-            log_dir: options.log_dir.clone(),
-        })
-        .await?;
+        let mut stack = Stack::start(stack_options).await?;
         for (service, extra) in &options.replicas {
             let extra: Vec<(&str, &str)> = extra
                 .iter()

@@ -8,7 +8,7 @@
 //!   second, with the fault windows shaded.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -16,6 +16,7 @@ use serde::Serialize;
 use super::checker::Criterion;
 use harness::load::{Attempt, Outcome};
 use harness::observe::SystemState;
+use harness::report::{Table, write_json};
 
 /// A span of the run, in seconds since its start.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -105,28 +106,26 @@ impl Report {
         for s in &self.settings {
             let _ = writeln!(md, "- {}: {}", s.name, s.value);
         }
-        let _ = writeln!(md, "\n## Method\n\n| t (s) | step |\n|---:|---|");
+        let mut method = Table::new(["t (s)", "step"]).right_aligned(..1);
         for step in &self.steps {
-            let _ = writeln!(md, "| {:.1} | {} |", step.at, step.what);
+            method.row([format!("{:.1}", step.at), step.what.clone()]);
         }
-        let _ = writeln!(md, "\n## Figures\n\n| figure | value |\n|---|---|");
+        let mut figures = Table::new(["figure", "value"]);
         for f in &self.figures {
-            let _ = writeln!(md, "| {} | {} |", f.name, f.value);
+            figures.row([f.name.as_str(), f.value.as_str()]);
         }
-        let _ = writeln!(
-            md,
-            "\n## Verdict\n\n| criterion | requirement | observed | result |\n|---|---|---|---|"
-        );
+        let mut verdicts = Table::new(["criterion", "requirement", "observed", "result"]);
         for c in &self.criteria {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} |",
-                c.name,
-                c.requirement,
-                c.observed.replace('|', "\\|"),
-                if c.pass { "PASS" } else { "**FAIL**" }
-            );
+            verdicts.row([
+                c.name.as_str(),
+                c.requirement.as_str(),
+                c.observed.as_str(),
+                if c.pass { "PASS" } else { "**FAIL**" },
+            ]);
         }
+        let _ = write!(md, "\n## Method\n\n{method}");
+        let _ = write!(md, "\n## Figures\n\n{figures}");
+        let _ = write!(md, "\n## Verdict\n\n{verdicts}");
         let _ = writeln!(
             md,
             "\n## Timeline\n\n![orders accepted, invoiced and notified per second](timeline.svg)\n\nShaded: the fault. `history.json` holds every attempt; `verdict.json` this report."
@@ -138,11 +137,8 @@ impl Report {
     pub fn write(&self, dir: &Path, history: &[Attempt]) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join("report.md"), self.markdown())?;
-        std::fs::write(dir.join("verdict.json"), serde_json::to_vec_pretty(self)?)?;
-        std::fs::write(
-            dir.join("history.json"),
-            serde_json::to_vec_pretty(history)?,
-        )?;
+        write_json(&dir.join("verdict.json"), self)?;
+        write_json(&dir.join("history.json"), &history)?;
         super::chart::draw(
             &dir.join("timeline.svg"),
             &format!("{} ({})", self.experiment, self.target),
@@ -154,9 +150,7 @@ impl Report {
 }
 
 /// Where a run's files go: `<results>/<UTC time>-<experiment>`.
-pub fn run_dir(results: &Path, experiment: &str, started: DateTime<Utc>) -> PathBuf {
-    results.join(format!("{}-{experiment}", started.format("%Y%m%dT%H%M%SZ")))
-}
+pub use harness::report::run_dir;
 
 /// Per-second counts from the history and the state.
 pub fn timeline(history: &[Attempt], state: &SystemState, start: DateTime<Utc>) -> Vec<Second> {

@@ -10,13 +10,19 @@
 //!   what the probes, abort conditions and checkers look at.
 //! - `probe`: queue depths, inbox and outbox rows, metrics, for assertions.
 //! - `procfs`: CPU time and resident memory of a process, from `/proc`.
+//! - `report` and `chart`: what the chaos and bench reports share (the
+//!   results folder, JSON files, Markdown tables, the machine, `KEY=VALUE`
+//!   settings) and what their SVG charts share (palette, canvas, axes,
+//!   legend).
 //!
 //! It drives the services only through their public interfaces: HTTP, the
 //! environment, and their databases' documented tables.
 
+pub mod chart;
 pub mod client;
 pub mod load;
 pub mod observe;
 pub mod probe;
 pub mod procfs;
+pub mod report;
 pub mod stack;
