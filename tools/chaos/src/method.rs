@@ -365,6 +365,12 @@ fn settings_of(plan: &Plan) -> Vec<Figure> {
             format!("{} s", plan.visibility_timeout_secs),
         ),
         f("seed", plan.seed.to_string()),
+        // A busy machine makes noisy latency figures: say what it was.
+        f("machine", harness::report::Machine::read().to_string()),
+        f(
+            "load averages (1, 5, 15 min) at the start",
+            harness::report::load_average(),
+        ),
     ]
 }
 
