@@ -9,8 +9,12 @@
 //!   `OrderPlaced` carries it; the answer is `201` with a new invoice, `200`
 //!   with the one the order already has (so a retry is safe), or `409` when
 //!   the order was cancelled first. It runs the same rules, in the same kind
-//!   of transaction, as the event handler, so the later `OrderPlaced` issues
-//!   nothing more.
+//!   of transaction, as the event handler (`crate::usecases::invoice_now`),
+//!   so the later `OrderPlaced` issues nothing more.
+//!
+//! The routes call `crate::usecases` and map their errors to RFC 9457
+//! problem+json answers: a database that does not answer is a `503`,
+//! anything unexpected a `500` whose cause is logged here and never shown.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -19,14 +23,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use contracts::events::OrderPlaced;
-use platform::consumer::HandlerError;
 use platform::problem::Problem;
 use serde::Deserialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::handlers::{self, Issued};
-use crate::store::{self, Invoice};
+use crate::store::Invoice;
+use crate::usecases::{self, InvoiceNowError, InvoicedNow, InvoicingError, ReadError};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -48,14 +51,10 @@ pub enum ApiError {
     Query(#[from] QueryRejection),
     #[error("bad request body: {0}")]
     Body(#[from] JsonRejection),
-    #[error("invoice {0} not found")]
-    NotFound(Uuid),
-    #[error("order {0} was cancelled before it was invoiced")]
-    Cancelled(Uuid),
-    #[error("cannot invoice: {0}")]
-    Invoicing(HandlerError),
     #[error(transparent)]
-    Database(#[from] sqlx::Error),
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    InvoiceNow(#[from] InvoiceNowError),
 }
 
 impl IntoResponse for ApiError {
@@ -76,38 +75,41 @@ impl IntoResponse for ApiError {
             )
             .with_detail(r.body_text())
             .into_response(),
-            ApiError::Cancelled(id) => Problem::new(
+            ApiError::InvoiceNow(InvoiceNowError::Cancelled(id)) => Problem::new(
                 StatusCode::CONFLICT,
                 "order-cancelled",
                 "The order was cancelled before it was invoiced",
             )
             .with_detail(format!("order {id} was cancelled; no invoice is issued"))
             .into_response(),
-            ApiError::Invoicing(HandlerError::Reject(reason)) => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "cannot-invoice",
-                "The order cannot be invoiced",
-            )
-            .with_detail(reason)
-            .into_response(),
-            ApiError::Invoicing(e @ HandlerError::Retry(_)) => {
-                Problem::internal_logged(&e).into_response()
+            ApiError::InvoiceNow(InvoiceNowError::Invoicing(InvoicingError::Unpublishable(e))) => {
+                Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "cannot-invoice",
+                    "The order cannot be invoiced",
+                )
+                .with_detail(e.to_string())
+                .into_response()
             }
-            ApiError::Invoicing(HandlerError::Unavailable(reason)) => unavailable(&reason),
-            ApiError::Database(e) if platform::db::is_unavailable(&e) => unavailable(&e),
-            ApiError::NotFound(id) => {
+            ApiError::InvoiceNow(InvoiceNowError::Invoicing(InvoicingError::Database(e)))
+            | ApiError::Read(ReadError::Database(e)) => database(&e),
+            ApiError::InvoiceNow(InvoiceNowError::NotFound(id))
+            | ApiError::Read(ReadError::NotFound(id)) => {
                 Problem::new(StatusCode::NOT_FOUND, "not-found", "No such invoice")
                     .with_detail(format!("invoice {id} does not exist"))
                     .into_response()
             }
-            ApiError::Database(e) => Problem::internal_logged(&e).into_response(),
         }
     }
 }
 
-/// The answer while the database does not answer: 503, worth a retry.
-fn unavailable(reason: &dyn std::fmt::Display) -> Response {
-    tracing::warn!(%reason, "the database does not answer");
+/// The answer to a database error: 503, worth a retry, while the database
+/// does not answer; otherwise 500, with the cause logged.
+fn database(e: &sqlx::Error) -> Response {
+    if !platform::db::is_unavailable(e) {
+        return Problem::internal_logged(e).into_response();
+    }
+    tracing::warn!(reason = %e, "the database does not answer");
     Problem::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "unavailable",
@@ -127,10 +129,7 @@ async fn get_invoice(
     id: Result<Path<Uuid>, PathRejection>,
 ) -> Result<Json<Invoice>, ApiError> {
     let Path(id) = id?;
-    store::get(&state.pool, id)
-        .await?
-        .map(Json)
-        .ok_or(ApiError::NotFound(id))
+    Ok(Json(usecases::get_invoice(&state.pool, id).await?))
 }
 
 /// Invoices an order now, with the rules and the lock of the event handler.
@@ -141,21 +140,12 @@ async fn invoice_order(
 ) -> Result<Response, ApiError> {
     let Json(order) = body?;
     tracing::Span::current().record("order_id", tracing::field::display(order.order_id));
-    let mut tx = state.pool.begin().await?;
-    store::lock_order(&mut tx, order.order_id).await?;
-    let issued = handlers::issue(&mut tx, &order, &order.order_id.to_string())
-        .await
-        .map_err(ApiError::Invoicing)?;
-    tx.commit().await?;
-    let status = match issued {
-        Issued::New(_) => StatusCode::CREATED,
-        Issued::AlreadyInvoiced => StatusCode::OK,
-        Issued::Cancelled => return Err(ApiError::Cancelled(order.order_id)),
+    let InvoicedNow { invoice, new } = usecases::invoice_now(&state.pool, &order).await?;
+    let status = if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
     };
-    let invoice = store::by_order(&state.pool, order.order_id)
-        .await?
-        .pop()
-        .ok_or(ApiError::NotFound(order.order_id))?;
     Ok((status, Json(invoice)).into_response())
 }
 
@@ -164,5 +154,53 @@ async fn list_invoices(
     query: Result<Query<ByOrder>, QueryRejection>,
 ) -> Result<Json<Vec<Invoice>>, ApiError> {
     let Query(q) = query?;
-    Ok(Json(store::by_order(&state.pool, q.order_id).await?))
+    Ok(Json(
+        usecases::invoices_of_order(&state.pool, q.order_id).await?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use platform::outbox::OutboxError;
+
+    use super::*;
+
+    fn status(e: impl Into<ApiError>) -> StatusCode {
+        e.into().into_response().status()
+    }
+
+    #[test]
+    fn each_use_case_error_gets_its_status() {
+        let database = |e| InvoiceNowError::Invoicing(InvoicingError::Database(e));
+        assert_eq!(
+            status(database(sqlx::Error::PoolTimedOut)),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            status(ReadError::Database(sqlx::Error::PoolClosed)),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            status(database(sqlx::Error::RowNotFound)),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let too_large = OutboxError::TooLarge {
+            event_type: "InvoiceIssued".into(),
+            size: 300_000,
+        };
+        assert_eq!(
+            status(InvoiceNowError::Invoicing(InvoicingError::Unpublishable(
+                too_large
+            ))),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            status(InvoiceNowError::Cancelled(Uuid::nil())),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            status(ReadError::NotFound(Uuid::nil())),
+            StatusCode::NOT_FOUND
+        );
+    }
 }

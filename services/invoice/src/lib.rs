@@ -1,12 +1,17 @@
 //! The invoice service: turns orders into invoices.
 //!
-//! - `handlers`: consumes `invoice-orders`; issues exactly one invoice per
-//!   order and voids it when the order is cancelled, whatever the arrival order.
+//! The layers, from the edge in:
+//! - `handlers`: the edge for messages: consumes `invoice-orders` and hands
+//!   each order event to its use case.
+//! - `api`: the HTTP edge: read-only views, and the synchronous
+//!   `POST /invoices` kept for the order service's anti-pattern mode.
+//! - `usecases`: one function per thing the service does; issuing exactly one
+//!   invoice per order and voiding it when the order is cancelled, whatever
+//!   the arrival order, each writing its `InvoiceIssued` or `InvoiceVoided`
+//!   to the outbox in the same transaction (the shared relay puts them on the
+//!   `billing` EventBridge bus).
 //! - `domain`: the invoicing rules (totals in integer minor units).
-//! - `store`: the invoices table; issuing and voiding write `InvoiceIssued` and
-//!   `InvoiceVoided` to the outbox, which the shared relay puts on the
-//!   `billing` EventBridge bus.
-//! - `api`: read-only HTTP views.
+//! - `store`: the invoices table, in SQL only.
 //! - `startup`: settings, and building and running the service on the shared `Application`.
 
 pub mod api;
@@ -14,3 +19,4 @@ pub mod domain;
 pub mod handlers;
 pub mod startup;
 pub mod store;
+pub mod usecases;

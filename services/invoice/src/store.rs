@@ -1,5 +1,6 @@
-//! The invoice service's tables. Issuing and voiding write their event to the
-//! outbox on the same transaction (the consumer's inbox transaction).
+//! The invoice service's tables, in SQL and nothing else. Which statements
+//! make up one change, in which transaction, and which event it emits is
+//! decided in `crate::usecases`.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

@@ -1,4 +1,6 @@
-//! The notification service's HTTP API: `GET /notifications?order_id=…`.
+//! The notification service's HTTP API: `GET /notifications?order_id=…`,
+//! answered by `crate::usecases::notifications_of_order`; errors are
+//! problem+json, with internal causes logged here and never shown.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -10,7 +12,8 @@ use serde::Deserialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::store::{self, NotificationView};
+use crate::store::NotificationView;
+use crate::usecases::{self, ReadError};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -28,7 +31,7 @@ pub enum ApiError {
     #[error("bad query: {0}")]
     Query(#[from] QueryRejection),
     #[error(transparent)]
-    Database(#[from] sqlx::Error),
+    Read(#[from] ReadError),
 }
 
 impl IntoResponse for ApiError {
@@ -37,7 +40,9 @@ impl IntoResponse for ApiError {
             ApiError::Query(r) => {
                 Problem::invalid_query("?order_id=<uuid>", r.body_text()).into_response()
             }
-            ApiError::Database(e) => Problem::internal_logged(&e).into_response(),
+            ApiError::Read(e @ ReadError::Database(_)) => {
+                Problem::internal_logged(&e).into_response()
+            }
         }
     }
 }
@@ -52,5 +57,7 @@ async fn list_notifications(
     query: Result<Query<ByOrder>, QueryRejection>,
 ) -> Result<Json<Vec<NotificationView>>, ApiError> {
     let Query(q) = query?;
-    Ok(Json(store::by_order(&state.pool, q.order_id).await?))
+    Ok(Json(
+        usecases::notifications_of_order(&state.pool, q.order_id).await?,
+    ))
 }

@@ -3,15 +3,18 @@
 //! - `POST /orders`: place an order; `202 Accepted` once the order and its
 //!   `OrderPlaced` event are committed together (in the synchronous mode of
 //!   `crate::invoicing`, only after the invoice service invoiced it; `503`
-//!   and nothing placed when it could not). An `Idempotency-Key` header
+//!   and nothing placed when it could not; `crate::usecases::place_order`
+//!   decides). An `Idempotency-Key` header
 //!   makes a retry safe: the same key and body answer the first order again
 //!   (with `Idempotent-Replayed: true`) and emit nothing; the same key with
 //!   another body is refused with 422.
 //! - `GET /orders/{id}`: the order, with its invoice once known.
 //! - `POST /orders/{id}/cancel`: cancel; emits `OrderCancelled` once.
 //!
-//! Every error is an RFC 9457 problem+json answer; internal errors are logged
-//! here, at the edge, and never shown to the client.
+//! The routes parse the request into domain types, call `crate::usecases`,
+//! and turn the outcome into an answer. Every error is an RFC 9457
+//! problem+json answer; internal errors are logged here, at the edge, and
+//! never shown to the client.
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, State};
@@ -26,7 +29,10 @@ use uuid::Uuid;
 
 use crate::domain::{FieldError, IdempotencyKey, NewOrder, OrderStatus, PlaceOrderRequest};
 use crate::invoicing::{Invoicing, InvoicingError};
-use crate::store::{self, Idempotency, OrderView, Placed, Prepared, StoreError};
+use crate::store::OrderView;
+use crate::usecases::{
+    self, CancelOrderError, GetOrderError, Idempotency, PlaceOrderError, Placed,
+};
 
 /// The request header that makes `POST /orders` safe to retry.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -60,14 +66,14 @@ pub enum ApiError {
     Body(#[from] JsonRejection),
     #[error("bad path: {0}")]
     Path(#[from] PathRejection),
-    #[error("order {0} not found")]
-    NotFound(Uuid),
     #[error("invalid Idempotency-Key header: {0}")]
     IdempotencyKey(String),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Place(#[from] PlaceOrderError),
     #[error(transparent)]
-    Invoicing(#[from] InvoicingError),
+    Cancel(#[from] CancelOrderError),
+    #[error(transparent)]
+    Get(#[from] GetOrderError),
 }
 
 impl IntoResponse for ApiError {
@@ -105,7 +111,8 @@ impl IntoResponse for ApiError {
                     .with_detail(rejection.body_text())
                     .into_response()
             }
-            ApiError::NotFound(id) => {
+            ApiError::Get(GetOrderError::NotFound(id))
+            | ApiError::Cancel(CancelOrderError::NotFound(id)) => {
                 Problem::new(StatusCode::NOT_FOUND, "not-found", "No such order")
                     .with_detail(format!("order {id} does not exist"))
                     .into_response()
@@ -117,7 +124,7 @@ impl IntoResponse for ApiError {
             )
             .with_detail(format!("Idempotency-Key {problem}"))
             .into_response(),
-            ApiError::Store(StoreError::KeyReused(order_id)) => {
+            ApiError::Place(PlaceOrderError::KeyReused(order_id)) => {
                 // Keys are not scoped to a caller: never name the other order.
                 tracing::info!(%order_id, "idempotency key reused with another body");
                 Problem::new(
@@ -130,18 +137,15 @@ impl IntoResponse for ApiError {
                 )
                 .into_response()
             }
-            ApiError::Store(StoreError::Outbox(platform::outbox::OutboxError::TooLarge {
-                size,
-                ..
-            })) => Problem::new(
+            ApiError::Place(PlaceOrderError::EventTooLarge { size })
+            | ApiError::Cancel(CancelOrderError::EventTooLarge { size }) => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "event-too-large",
                 "The order is too large to announce",
             )
             .with_detail(format!("its event would be {size} bytes"))
             .into_response(),
-            ApiError::Store(e) => Problem::internal_logged(&e).into_response(),
-            ApiError::Invoicing(e @ InvoicingError::Refused(_)) => {
+            ApiError::Place(PlaceOrderError::Invoicing(e @ InvoicingError::Refused(_))) => {
                 // Not the client's fault and not passing: the two services
                 // disagree about the call.
                 tracing::error!(error = %e, "the invoice service refused a synchronous call");
@@ -153,7 +157,7 @@ impl IntoResponse for ApiError {
                 .with_detail("the error was logged")
                 .into_response()
             }
-            ApiError::Invoicing(e) => {
+            ApiError::Place(PlaceOrderError::Invoicing(e)) => {
                 tracing::warn!(error = %e, "synchronous invoicing failed; the order was not placed");
                 let mut response = Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -166,6 +170,17 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 response
+            }
+            ApiError::Place(
+                e @ (PlaceOrderError::Encode(_)
+                | PlaceOrderError::Outbox(_)
+                | PlaceOrderError::Store(_)),
+            ) => Problem::internal_logged(&e).into_response(),
+            ApiError::Cancel(e @ (CancelOrderError::Outbox(_) | CancelOrderError::Store(_))) => {
+                Problem::internal_logged(&e).into_response()
+            }
+            ApiError::Get(e @ GetOrderError::Store(_)) => {
+                Problem::internal_logged(&e).into_response()
             }
         }
     }
@@ -229,28 +244,10 @@ async fn place_order(
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     ApiJson(body): ApiJson<PlaceOrderRequest>,
 ) -> Result<Response, ApiError> {
-    let idempotency = match &key {
-        Some(key) => Some(Idempotency {
-            key,
-            request: serde_json::to_value(&body).map_err(StoreError::from)?,
-        }),
-        None => None,
-    };
+    let idempotency = key.map(|key| Idempotency::new(key, &body)).transpose()?;
     let order = NewOrder::try_from(body).map_err(ApiError::Validation)?;
-    let placed = match &state.invoicing {
-        Invoicing::Async => store::place(&state.pool, &order, idempotency).await?,
-        Invoicing::Sync(invoices) => {
-            match store::prepare(&state.pool, &order, idempotency).await? {
-                Prepared::Replayed(id) => Placed::Replayed(id),
-                Prepared::New(pending) => {
-                    // The anti-pattern: a remote call inside the open transaction.
-                    // On error `pending` drops and rolls back.
-                    invoices.invoice(&order.placed(pending.id)).await?;
-                    Placed::New(pending.commit().await?)
-                }
-            }
-        }
-    };
+    let placed =
+        usecases::place_order(&state.pool, &state.invoicing, &order, idempotency.as_ref()).await?;
     let id = placed.order_id();
     tracing::Span::current().record("order_id", tracing::field::display(id));
     let mut headers = HeaderMap::new();
@@ -282,10 +279,7 @@ async fn get_order(
     State(state): State<AppState>,
     OrderId(id): OrderId,
 ) -> Result<Json<OrderView>, ApiError> {
-    store::get(&state.pool, id)
-        .await?
-        .map(Json)
-        .ok_or(ApiError::NotFound(id))
+    Ok(Json(usecases::get_order(&state.pool, id).await?))
 }
 
 #[tracing::instrument(skip_all, fields(order_id = %id))]
@@ -293,9 +287,7 @@ async fn cancel_order(
     State(state): State<AppState>,
     OrderId(id): OrderId,
 ) -> Result<Response, ApiError> {
-    let order = store::cancel(&state.pool, id)
-        .await?
-        .ok_or(ApiError::NotFound(id))?;
+    let order = usecases::cancel_order(&state.pool, id).await?;
     tracing::info!("order cancelled");
     Ok((
         StatusCode::ACCEPTED,

@@ -6,10 +6,9 @@
 
 use std::fmt;
 
-use contracts::events::{OrderLine, OrderPlaced, order_total};
+use contracts::events::{OrderLine, order_total};
 use contracts::money::{Currency, MinorUnits};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 pub const MAX_LINES: usize = 100;
 pub const MAX_QUANTITY: u32 = 1000;
@@ -106,26 +105,13 @@ impl IdempotencyKey {
     }
 }
 
-/// A valid order, ready to be stored and announced.
+/// A valid order, ready to be stored and announced (`crate::usecases::place_order`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewOrder {
     pub customer_id: CustomerId,
     pub currency: Currency,
     pub lines: Vec<OrderLine>,
     pub total: MinorUnits,
-}
-
-impl NewOrder {
-    /// The `OrderPlaced` event that announces this order under `id`.
-    pub fn placed(&self, id: Uuid) -> OrderPlaced {
-        OrderPlaced {
-            order_id: id,
-            customer_id: self.customer_id.as_str().to_string(),
-            currency: self.currency,
-            lines: self.lines.clone(),
-            total_minor: self.total,
-        }
-    }
 }
 
 impl TryFrom<PlaceOrderRequest> for NewOrder {

@@ -10,12 +10,15 @@
 //! - An event about an order not known here is retried, not dropped: the order
 //!   commits before its event is published, so this only happens after a
 //!   restore, and the DLQ holds it if the order never appears.
+//!
+//! The rules are `crate::usecases`' `record_invoice_*`; this module maps
+//! events to them and their errors to the consumer's `HandlerError`.
 
 use contracts::events::{Event, ReceivedEvent};
 use platform::consumer::{Handler, HandlerError};
 use sqlx::PgConnection;
 
-use crate::store;
+use crate::usecases::{self, RecordInvoiceError};
 
 /// Moves orders to `INVOICED` and records voided invoices.
 pub struct InvoiceEvents;
@@ -26,30 +29,21 @@ impl Handler for InvoiceEvents {
         event: &ReceivedEvent,
         tx: &mut PgConnection,
     ) -> Result<(), HandlerError> {
-        let found = match &event.event {
-            Event::InvoiceIssued(e) => {
-                store::record_invoice(tx, e.order_id, e.invoice_id, e.total_minor.value()).await?
-            }
-            Event::InvoiceVoided(e) => {
-                store::record_invoice_voided(tx, e.order_id, e.invoice_id).await?
-            }
-            other => {
-                return Err(HandlerError::Reject(format!(
-                    "{:?} is not for the order service",
-                    other.event_type()
-                )));
+        let recorded = match &event.event {
+            Event::InvoiceIssued(issued) => usecases::record_invoice_issued(tx, issued).await,
+            Event::InvoiceVoided(voided) => usecases::record_invoice_voided(tx, voided).await,
+            Event::OrderPlaced(_) | Event::OrderCancelled(_) => {
+                return Err(HandlerError::Reject(
+                    "the order service consumes invoice events, not order events".into(),
+                ));
             }
         };
-        if found {
-            Ok(())
-        } else {
+        recorded.map_err(|e| match e {
             // The order commits before its event is published, so an unknown
             // order means a database restored to an older state: retry, and
             // let the DLQ hold the event if it never appears.
-            Err(HandlerError::Retry(format!(
-                "order {} is not known here",
-                event.event.order_id()
-            )))
-        }
+            e @ RecordInvoiceError::UnknownOrder(_) => HandlerError::Retry(e.to_string()),
+            RecordInvoiceError::Database(e) => e.into(),
+        })
     }
 }

@@ -20,6 +20,9 @@
 //! avoid: if the order's commit fails after the invoice service said yes, or
 //! the invoice service commits and dies before it answers (a chaos run caught
 //! this one), that invoice belongs to an order that does not exist.
+//!
+//! This module holds the setting and the client; `crate::usecases::place_order`
+//! is where the mode changes what placing an order does.
 
 use std::time::Duration;
 

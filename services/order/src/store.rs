@@ -1,10 +1,11 @@
-//! The order service's tables. Every state change that other services must
-//! hear about writes its event into the outbox in the same transaction.
+//! The order service's tables, in SQL and nothing else.
+//!
+//! Each function runs its statements on the connection or pool it is given;
+//! which statements make up one change, in which transaction, and which event
+//! it emits is decided in `crate::usecases`.
 
 use chrono::{DateTime, Utc};
-use contracts::events::{Envelope, Event, OrderCancelled, OrderLine};
-use contracts::topology::Service;
-use platform::outbox::{self, OutboxError};
+use contracts::events::OrderLine;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -14,13 +15,7 @@ use crate::domain::{IdempotencyKey, NewOrder, OrderStatus};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(transparent)]
-    Outbox(#[from] OutboxError),
-    #[error(transparent)]
     Database(#[from] sqlx::Error),
-    #[error("cannot encode the request: {0}")]
-    Encode(#[from] serde_json::Error),
-    #[error("idempotency key already used for order {0} with another request")]
-    KeyReused(Uuid),
     #[error("stored order {0} is corrupt: {1}")]
     Corrupt(Uuid, String),
 }
@@ -99,109 +94,58 @@ macro_rules! select_order {
     };
 }
 
-/// What `place` did.
+/// Whose an idempotency key is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placed {
-    /// A new order, committed with its `OrderPlaced` event.
-    New(Uuid),
-    /// The idempotency key was used before with the same request: the order
-    /// it placed then, and nothing new.
-    Replayed(Uuid),
+pub enum KeyClaim {
+    /// The key was free and now belongs to the new order.
+    Claimed,
+    /// The key was used before, for `order_id`; `same_request` says whether
+    /// with the same request.
+    UsedBefore { order_id: Uuid, same_request: bool },
 }
 
-impl Placed {
-    pub fn order_id(self) -> Uuid {
-        match self {
-            Placed::New(id) | Placed::Replayed(id) => id,
-        }
+/// Claims `key` for `order_id`. A second claim of one key waits for the
+/// first's transaction to commit (the primary key serialises them), then sees
+/// the key used.
+pub async fn claim_idempotency_key(
+    conn: &mut PgConnection,
+    key: &IdempotencyKey,
+    request: &serde_json::Value,
+    order_id: Uuid,
+) -> Result<KeyClaim, sqlx::Error> {
+    let claimed = sqlx::query(
+        "INSERT INTO idempotency_keys (key, request, order_id) VALUES ($1, $2, $3) \
+         ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(key.as_str())
+    .bind(request)
+    .bind(order_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    if claimed {
+        return Ok(KeyClaim::Claimed);
     }
-}
-
-/// The idempotency key and the request it came with, as JSON.
-pub struct Idempotency<'a> {
-    pub key: &'a IdempotencyKey,
-    pub request: serde_json::Value,
-}
-
-/// Stores a new order and its `OrderPlaced` event in one transaction.
-///
-/// With an idempotency key, the key is claimed in the same transaction: a
-/// second request with the key waits for the first to commit (the primary key
-/// serialises them), then gets the first order back, or `KeyReused` when its
-/// body differs.
-pub async fn place(
-    pool: &PgPool,
-    order: &NewOrder,
-    idempotency: Option<Idempotency<'_>>,
-) -> Result<Placed, StoreError> {
-    match prepare(pool, order, idempotency).await? {
-        Prepared::New(pending) => Ok(Placed::New(pending.commit().await?)),
-        Prepared::Replayed(id) => Ok(Placed::Replayed(id)),
-    }
-}
-
-/// What `prepare` did.
-pub enum Prepared {
-    /// The order and its event are written but not committed yet.
-    New(PendingOrder),
-    /// The idempotency key was used before with the same request.
-    Replayed(Uuid),
-}
-
-/// A new order written in an open transaction: `commit` makes it real,
-/// dropping it rolls it back (no order, no event).
-pub struct PendingOrder {
-    pub id: Uuid,
-    tx: sqlx::Transaction<'static, sqlx::Postgres>,
-}
-
-impl PendingOrder {
-    pub async fn commit(self) -> Result<Uuid, StoreError> {
-        self.tx.commit().await?;
-        Ok(self.id)
-    }
-}
-
-/// `place` up to, not including, the commit: for the synchronous mode, which
-/// calls the invoice service in between (see `crate::invoicing`).
-pub async fn prepare(
-    pool: &PgPool,
-    order: &NewOrder,
-    idempotency: Option<Idempotency<'_>>,
-) -> Result<Prepared, StoreError> {
-    let id = Uuid::now_v7();
-    let mut tx = pool.begin().await?;
-    if let Some(idem) = idempotency {
-        let claimed = sqlx::query(
-            "INSERT INTO idempotency_keys (key, request, order_id) VALUES ($1, $2, $3) \
-             ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(idem.key.as_str())
-        .bind(&idem.request)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !claimed {
-            let (same, first): (bool, Uuid) = sqlx::query_as(
-                "SELECT request = $2, order_id FROM idempotency_keys WHERE key = $1",
-            )
-            .bind(idem.key.as_str())
-            .bind(&idem.request)
-            .fetch_one(&mut *tx)
+    let (same_request, order_id): (bool, Uuid) =
+        sqlx::query_as("SELECT request = $2, order_id FROM idempotency_keys WHERE key = $1")
+            .bind(key.as_str())
+            .bind(request)
+            .fetch_one(conn)
             .await?;
-            tx.rollback().await?;
-            return if same {
-                Ok(Prepared::Replayed(first))
-            } else {
-                Err(StoreError::KeyReused(first))
-            };
-        }
-    }
-    let correlation_id = id.to_string();
-    let event = Event::OrderPlaced(order.placed(id));
-    let envelope = Envelope::new(Service::Order, &event, &correlation_id);
+    Ok(KeyClaim::UsedBefore {
+        order_id,
+        same_request,
+    })
+}
+
+/// Inserts a new order as `PLACED`.
+pub async fn insert(
+    conn: &mut PgConnection,
+    id: Uuid,
+    order: &NewOrder,
+    correlation_id: &str,
+) -> Result<(), StoreError> {
     let lines =
         serde_json::to_value(&order.lines).map_err(|e| StoreError::Corrupt(id, e.to_string()))?;
     sqlx::query(
@@ -213,11 +157,10 @@ pub async fn prepare(
     .bind(order.currency.code())
     .bind(order.total.value())
     .bind(lines)
-    .bind(&correlation_id)
-    .execute(&mut *tx)
+    .bind(correlation_id)
+    .execute(conn)
     .await?;
-    outbox::enqueue(&mut tx, &envelope).await?;
-    Ok(Prepared::New(PendingOrder { id, tx }))
+    Ok(())
 }
 
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<OrderView>, StoreError> {
@@ -228,43 +171,42 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<OrderView>, StoreErro
     row.map(OrderView::try_from).transpose()
 }
 
-/// Cancels an order and emits `OrderCancelled`, once: cancelling a cancelled
-/// order changes nothing and emits nothing. `None` when there is no such order.
-pub async fn cancel(pool: &PgPool, id: Uuid) -> Result<Option<OrderView>, StoreError> {
-    let mut tx = pool.begin().await?;
+/// The order, locked for update until the transaction ends.
+pub async fn get_for_update(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<OrderView>, StoreError> {
     let row: Option<OrderRow> = sqlx::query_as(select_order!("WHERE id = $1 FOR UPDATE"))
         .bind(id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(conn)
         .await?;
-    let Some(row) = row else { return Ok(None) };
-    let order = OrderView::try_from(row)?;
-    if order.status == OrderStatus::Cancelled {
-        return Ok(Some(order));
-    }
-    let correlation_id: String =
-        sqlx::query_scalar("SELECT correlation_id FROM orders WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-    let event = Event::OrderCancelled(OrderCancelled {
-        order_id: id,
-        customer_id: order.customer_id.clone(),
-    });
+    row.map(OrderView::try_from).transpose()
+}
+
+/// The correlation id the order's events carry.
+pub async fn correlation_id(conn: &mut PgConnection, id: Uuid) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar("SELECT correlation_id FROM orders WHERE id = $1")
+        .bind(id)
+        .fetch_one(conn)
+        .await
+}
+
+/// Sets the order `CANCELLED`.
+pub async fn set_cancelled(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE orders SET status = 'CANCELLED', updated_at = now() WHERE id = $1")
         .bind(id)
-        .execute(&mut *tx)
+        .execute(conn)
         .await?;
-    outbox::enqueue(
-        &mut tx,
-        &Envelope::new(Service::Order, &event, &correlation_id),
-    )
-    .await?;
+    Ok(())
+}
+
+/// The order as the given connection sees it; an error when it does not exist.
+pub async fn reread(conn: &mut PgConnection, id: Uuid) -> Result<OrderView, StoreError> {
     let row: OrderRow = sqlx::query_as(select_order!("WHERE id = $1"))
         .bind(id)
-        .fetch_one(&mut *tx)
+        .fetch_one(conn)
         .await?;
-    tx.commit().await?;
-    Ok(Some(OrderView::try_from(row)?))
+    OrderView::try_from(row)
 }
 
 /// Records an issued invoice. A placed order becomes `INVOICED`; a cancelled

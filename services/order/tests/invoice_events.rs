@@ -6,7 +6,8 @@ use contracts::money::MinorUnits;
 use contracts::topology::Service;
 use order::domain::{NewOrder, OrderStatus, PlaceOrderRequest};
 use order::handlers::InvoiceEvents;
-use order::store;
+use order::invoicing::Invoicing;
+use order::{store, usecases};
 use platform::consumer::{Handler, HandlerError};
 use sqlx::PgPool;
 use testkit::postgres::ScratchDatabase;
@@ -24,7 +25,9 @@ async fn place(pool: &PgPool) -> anyhow::Result<Uuid> {
         "lines": [{"sku": "SKU-1", "quantity": 2, "unit_price_minor": 250, "currency": "EUR"}]
     }))?;
     let order = NewOrder::try_from(request).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    Ok(store::place(pool, &order, None).await?.order_id())
+    Ok(usecases::place_order(pool, &Invoicing::Async, &order, None)
+        .await?
+        .order_id())
 }
 
 fn invoice_event(event: Event) -> anyhow::Result<ReceivedEvent> {
@@ -78,7 +81,7 @@ async fn a_void_that_overtakes_the_issue_leaves_a_cancelled_order_with_a_voided_
 -> anyhow::Result<()> {
     let db = db().await?;
     let order = place(&db.pool).await?;
-    store::cancel(&db.pool, order).await?;
+    usecases::cancel_order(&db.pool, order).await?;
     let invoice = Uuid::now_v7();
     deliver(&db.pool, &voided(order, invoice)?).await?;
     deliver(&db.pool, &issued(order, invoice)?).await?;
@@ -96,7 +99,7 @@ async fn an_invoice_issued_after_the_cancellation_keeps_the_order_cancelled() ->
 {
     let db = db().await?;
     let order = place(&db.pool).await?;
-    store::cancel(&db.pool, order).await?;
+    usecases::cancel_order(&db.pool, order).await?;
     deliver(&db.pool, &issued(order, Uuid::now_v7())?).await?;
     let view = store::get(&db.pool, order).await?.expect("order");
     assert_eq!(view.status, OrderStatus::Cancelled);

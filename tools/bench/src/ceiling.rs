@@ -26,8 +26,9 @@
 //! backlog. Every ceiling is reported with the depth observed while it was
 //! measured (visible + in flight + delayed, sampled with `GetQueueAttributes`).
 //!
-//! **Postgres's.** The order service's own `store::place` (the order and its
-//! outbox row in one transaction, the NOTIFY trigger included) called in a
+//! **Postgres's.** The order service's own `order::benchmark::place_order` (the
+//! order and its outbox row in one transaction, the NOTIFY trigger included,
+//! as `POST /orders` runs it) called in a
 //! closed loop from as many tasks as the service has connections, on a
 //! scratch database in the order service's Postgres server, so no relay
 //! picks the rows up.
@@ -42,7 +43,8 @@ use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
 };
 use chrono::Utc;
-use contracts::events::{Envelope, Event, InvoiceIssued};
+use contracts::events::{Envelope, Event, InvoiceIssued, OrderLine, OrderPlaced, order_total};
+use contracts::money::MinorUnits;
 use contracts::topology::{BILLING_BUS, Delivery, ORDERS_TOPIC, Service, Topology};
 use platform::outbox::store::attributes_of;
 use platform::outbox::{EventBridgePublisher, OutboxMessage, Publisher, SnsPublisher};
@@ -109,7 +111,7 @@ pub struct CallLatency {
     pub latency: Percentiles,
 }
 
-/// The Postgres ceiling: orders placed per second by `store::place`.
+/// The Postgres ceiling: orders placed per second by `order::benchmark::place_order`.
 #[derive(Debug, Clone, Serialize)]
 pub struct PostgresCeiling {
     pub orders_per_sec: f64,
@@ -119,13 +121,52 @@ pub struct PostgresCeiling {
     pub seconds: f64,
 }
 
-/// The order every ceiling and the load use: the shape of the load's orders.
-pub fn sample_order(customer: &str) -> anyhow::Result<order::domain::NewOrder> {
-    let request: order::domain::PlaceOrderRequest = serde_json::from_value(
-        harness::client::order_body(customer, &[("CHAOS-1", 2, 500)]),
-    )?;
-    order::domain::NewOrder::try_from(request)
-        .map_err(|errors| anyhow::anyhow!("the sample order is invalid: {errors:?}"))
+/// The one line of the order every ceiling and the load use: the shape of
+/// the load's orders.
+const SAMPLE_LINE: (&str, i64, i64) = ("CHAOS-1", 2, 500);
+
+/// The sample order, as `POST /orders` takes it and as `OrderPlaced`
+/// announces it.
+#[derive(Debug, Clone)]
+pub struct SampleOrder {
+    /// The `POST /orders` body.
+    pub body: serde_json::Value,
+    /// Its `OrderPlaced`, under a placeholder id.
+    placed: OrderPlaced,
+}
+
+impl SampleOrder {
+    /// The `OrderPlaced` the order service emits for this order under `order_id`.
+    fn placed(&self, order_id: Uuid) -> OrderPlaced {
+        OrderPlaced {
+            order_id,
+            ..self.placed.clone()
+        }
+    }
+}
+
+/// The sample order of `customer`. Its `OrderPlaced` is built here from the
+/// contract's types; the smoke test checks its size against what the order
+/// service publishes.
+pub fn sample_order(customer: &str) -> anyhow::Result<SampleOrder> {
+    let (sku, quantity, unit_price_minor) = SAMPLE_LINE;
+    let lines = vec![OrderLine {
+        sku: sku.to_string(),
+        quantity: u32::try_from(quantity)?,
+        unit_price_minor: MinorUnits::try_from(unit_price_minor)?,
+    }];
+    let placed = OrderPlaced {
+        order_id: Uuid::nil(),
+        customer_id: customer.to_string(),
+        // The currency `harness::client::order_body` gives every line.
+        currency: "EUR".parse()?,
+        total_minor: order_total(&lines)?,
+        lines,
+    };
+    Ok(SampleOrder {
+        body: harness::client::order_body(customer, &[SAMPLE_LINE]),
+        placed,
+    })
 }
 
 /// A well-formed W3C trace context (the specification's example), for the
@@ -135,7 +176,7 @@ const SAMPLE_TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169
 /// The `OrderPlaced` envelope the order service writes for `order`, and the
 /// `InvoiceIssued` the invoice service writes for it: the sizes the relays
 /// publish.
-fn envelopes(order: &order::domain::NewOrder) -> (Envelope, Envelope) {
+fn envelopes(order: &SampleOrder) -> (Envelope, Envelope) {
     let order_id = Uuid::now_v7();
     let placed = order.placed(order_id);
     let issued = InvoiceIssued {
@@ -517,7 +558,7 @@ async fn park(
     sqs: &aws_sdk_sqs::Client,
     urls: &[&str],
     count: usize,
-    order: &order::domain::NewOrder,
+    order: &SampleOrder,
 ) -> anyhow::Result<()> {
     let body = serde_json::to_string(&envelopes(order).0)?;
     for url in urls {
@@ -566,7 +607,7 @@ async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> anyhow::Result<u64> {
 /// The order relay's part: batches of ten new orders while the window has room.
 async fn publish_orders(
     sns: SnsPublisher,
-    order: order::domain::NewOrder,
+    order: SampleOrder,
     tracker: Arc<Tracker>,
     stop: CancellationToken,
 ) {
@@ -624,7 +665,7 @@ async fn fill_window(
 /// each an `InvoiceIssued` under the order's tracking id.
 async fn publish_invoices(
     bus: EventBridgePublisher,
-    order: order::domain::NewOrder,
+    order: SampleOrder,
     mut ids: mpsc::UnboundedReceiver<Uuid>,
     tracker: Arc<Tracker>,
     stop: CancellationToken,
@@ -741,7 +782,7 @@ pub async fn postgres_ceiling(admin_url: &str, plan: &Plan) -> anyhow::Result<Po
         .max_connections(plan.postgres_concurrency as u32)
         .connect(&url)
         .await?;
-    platform::db::migrate(&pool, sqlx::migrate!("../../services/order/migrations")).await?;
+    order::benchmark::migrate(&pool).await?;
     let order = sample_order("bench-ceiling-0")?;
     let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop = CancellationToken::new();
@@ -754,7 +795,7 @@ pub async fn postgres_ceiling(admin_url: &str, plan: &Plan) -> anyhow::Result<Po
             let mut placed = 0u64;
             while !stop.is_cancelled() {
                 let started = std::time::Instant::now();
-                order::store::place(&pool, &order, None).await?;
+                order::benchmark::place_order(&pool, &order.body).await?;
                 if measuring.load(Ordering::Relaxed) {
                     latency.record(started.elapsed());
                     placed += 1;

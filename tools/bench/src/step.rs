@@ -23,7 +23,7 @@
 //!
 //! The **burst** measures the relay alone: with the order service frozen
 //! (SIGSTOP), orders are committed straight into its database through its
-//! own `store::place`; once it is thawed, its relay finds them all waiting,
+//! own `order::benchmark::place_order`; once it is thawed, its relay finds them all waiting,
 //! and the time from the thaw to the last `published_at` gives its drain
 //! rate. The rest of the system then works through the same backlog, which
 //! gives the whole system's drain rate too.
@@ -559,7 +559,7 @@ pub async fn burst(subject: &Subject, observer: &Observer, plan: &Plan) -> anyho
             tasks.spawn(async move {
                 let mut ids = Vec::with_capacity(share);
                 for _ in 0..share {
-                    ids.push(order::store::place(&pool, &order, None).await?.order_id());
+                    ids.push(order::benchmark::place_order(&pool, &order.body).await?);
                 }
                 anyhow::Ok(ids)
             });
