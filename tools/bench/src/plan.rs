@@ -138,7 +138,7 @@ fn kinds<S: serde::Serializer>(kinds: &[EmulatorKind], s: S) -> Result<S::Ok, S:
 }
 
 mod secs {
-    pub fn serialize<S: serde::Serializer>(
+    pub(super) fn serialize<S: serde::Serializer>(
         d: &std::time::Duration,
         s: S,
     ) -> Result<S::Ok, S::Error> {
@@ -147,7 +147,7 @@ mod secs {
 }
 
 mod millis {
-    pub fn serialize<S: serde::Serializer>(
+    pub(super) fn serialize<S: serde::Serializer>(
         d: &std::time::Duration,
         s: S,
     ) -> Result<S::Ok, S::Error> {

@@ -36,7 +36,7 @@ use super::{SendError, Sender};
 use crate::domain::Notification;
 
 /// The header that lets the receiver recognise a notification it already has.
-pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
+pub(crate) const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
 
 /// How much of a refusal's body is kept as the reason.
 const REASON_BODY_CHARS: usize = 200;
