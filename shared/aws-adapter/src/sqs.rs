@@ -353,7 +353,9 @@ mod tests {
         // 999 bytes, then a two-byte character across the cut.
         let reason = format!("{}é and more", "x".repeat(MAX_REASON_BYTES - 1));
         let copy = dead_letter_attributes(None, &reason).expect("valid attributes");
-        let kept = copy[DLQ_REASON_ATTRIBUTE].string_value().unwrap_or_default();
+        let kept = copy[DLQ_REASON_ATTRIBUTE]
+            .string_value()
+            .unwrap_or_default();
         assert_eq!(kept, "x".repeat(MAX_REASON_BYTES - 1));
     }
 
