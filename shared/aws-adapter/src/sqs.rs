@@ -8,21 +8,22 @@
 //! - `queue_url`: a queue's URL from its name;
 //! - `receive`: one batch, with every message attribute (the trace context
 //!   travels there) and the system attributes the caller asks for;
-//! - `delete_batch`, `change_visibility_batch`: one batch call, reporting the
-//!   entries that failed (the consumer's deletes and heartbeat, the DLQ
-//!   listing's release);
+//! - `delete_batch`, `change_visibility_batch` (in `batch`): one batch call,
+//!   reporting the entries that failed (the consumer's deletes and heartbeat,
+//!   the DLQ listing's release);
 //! - `change_visibility`: one message's (a retry's delay, a give-back at 0);
-//! - `send_dead_letter`: a copy of a message to a DLQ with the reason, in the
-//!   room SQS's attribute limit leaves;
+//! - `send_dead_letter` (in `dead_letter`): a copy of a message to a DLQ with
+//!   the reason, in the room SQS's attribute limit leaves;
 //! - `receive_count`, `group_id`, `system_attribute`: what a received message
 //!   says about itself.
 
-use std::collections::HashMap;
+mod batch;
+mod dead_letter;
 
-use aws_sdk_sqs::types::{
-    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
-    DeleteMessageBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName,
-};
+pub use batch::{BatchOutcome, FailedEntry, change_visibility_batch, delete_batch};
+pub use dead_letter::{dead_letter_attributes, send_dead_letter};
+
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 
 /// The message attribute that says why a message was sent to a DLQ.
 pub const DLQ_REASON_ATTRIBUTE: &str = "dlq_reason";
@@ -34,10 +35,6 @@ pub const MAX_MESSAGE_ATTRIBUTES: usize = 10;
 
 /// The most messages one receive returns and one batch call carries.
 pub const MAX_BATCH: usize = 10;
-
-/// How much of a reason a dead-letter copy keeps: reasons quote the message's
-/// own text, and the attribute counts towards the 256 KiB message limit.
-const MAX_REASON_BYTES: usize = 1000;
 
 /// An SQS call that failed: which, and the SDK's whole error chain in one line.
 #[derive(Debug, thiserror::Error)]
@@ -115,93 +112,6 @@ pub async fn receive(
     Ok(out.messages.unwrap_or_default())
 }
 
-/// What a batch call did to its entries.
-#[derive(Debug, Default)]
-pub struct BatchOutcome {
-    pub succeeded: usize,
-    pub failed: Vec<FailedEntry>,
-}
-
-/// An entry of a batch call that SQS refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FailedEntry {
-    /// Its position among the receipts given.
-    pub index: usize,
-    pub code: String,
-}
-
-/// Deletes the messages of `receipts` (at most `MAX_BATCH`) in one call.
-/// Nothing to delete is no call: SQS refuses an empty batch.
-pub async fn delete_batch(
-    sqs: &aws_sdk_sqs::Client,
-    queue_url: &str,
-    receipts: &[String],
-) -> Result<BatchOutcome, SqsError> {
-    const CALL: &str = "DeleteMessageBatch";
-    if receipts.is_empty() {
-        return Ok(BatchOutcome::default());
-    }
-    let entries = receipts
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            DeleteMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .receipt_handle(r)
-                .build()
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| SqsError::new(CALL, e))?;
-    let out = sqs
-        .delete_message_batch()
-        .queue_url(queue_url)
-        .set_entries(Some(entries))
-        .send()
-        .await
-        .map_err(|e| SqsError::call(CALL, e))?;
-    Ok(BatchOutcome {
-        succeeded: out.successful().len(),
-        failed: failed_entries(out.failed()),
-    })
-}
-
-/// Sets the visibility timeout of the messages of `receipts` (at most
-/// `MAX_BATCH`) to `visibility_secs` in one call; 0 makes them visible now.
-pub async fn change_visibility_batch(
-    sqs: &aws_sdk_sqs::Client,
-    queue_url: &str,
-    receipts: &[String],
-    visibility_secs: i32,
-) -> Result<BatchOutcome, SqsError> {
-    const CALL: &str = "ChangeMessageVisibilityBatch";
-    if receipts.is_empty() {
-        return Ok(BatchOutcome::default());
-    }
-    let entries = receipts
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            ChangeMessageVisibilityBatchRequestEntry::builder()
-                .id(i.to_string())
-                .receipt_handle(r)
-                .visibility_timeout(visibility_secs)
-                .build()
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| SqsError::new(CALL, e))?;
-    let out = sqs
-        .change_message_visibility_batch()
-        .queue_url(queue_url)
-        .set_entries(Some(entries))
-        .send()
-        .await
-        .map_err(|e| SqsError::call(CALL, e))?;
-    Ok(BatchOutcome {
-        succeeded: out.successful().len(),
-        failed: failed_entries(out.failed()),
-    })
-}
-
 /// Sets one message's visibility timeout to `visibility_secs`.
 pub async fn change_visibility(
     sqs: &aws_sdk_sqs::Client,
@@ -217,67 +127,6 @@ pub async fn change_visibility(
         .await
         .map_err(|e| SqsError::call("ChangeMessageVisibility", e))?;
     Ok(())
-}
-
-/// Sends a copy of `message` to the DLQ at `dlq_url`, with the reason in
-/// `DLQ_REASON_ATTRIBUTE` (see `dead_letter_attributes`). To a FIFO DLQ the
-/// copy keeps the message's group (its order), and is deduplicated on the
-/// broker's message id so that a retried send does not park it twice.
-pub async fn send_dead_letter(
-    sqs: &aws_sdk_sqs::Client,
-    dlq_url: &str,
-    message: &Message,
-    reason: &str,
-    fifo: bool,
-) -> Result<(), SqsError> {
-    const CALL: &str = "SendMessage";
-    let attributes = dead_letter_attributes(message.message_attributes(), reason)
-        .map_err(|e| SqsError::new(CALL, e))?;
-    // SQS refuses an empty body; the copy must still land.
-    let body = match message.body().unwrap_or_default() {
-        "" => "(empty body)",
-        body => body,
-    };
-    let mut send = sqs
-        .send_message()
-        .queue_url(dlq_url)
-        .message_body(body)
-        .set_message_attributes(Some(attributes));
-    if fifo {
-        send = send
-            .message_group_id(group_id(message).unwrap_or("dead-letters"))
-            .message_deduplication_id(message.message_id().unwrap_or("unknown"));
-    }
-    send.send().await.map_err(|e| SqsError::call(CALL, e))?;
-    Ok(())
-}
-
-/// The attributes of a dead-letter copy: the message's own (an earlier
-/// reason dropped; from a message that came with too many, the extra ones)
-/// and the reason, cut to `MAX_REASON_BYTES` on a character boundary.
-pub fn dead_letter_attributes(
-    attributes: Option<&HashMap<String, MessageAttributeValue>>,
-    reason: &str,
-) -> Result<HashMap<String, MessageAttributeValue>, aws_sdk_sqs::error::BuildError> {
-    let mut kept: HashMap<String, MessageAttributeValue> = attributes
-        .into_iter()
-        .flatten()
-        .filter(|(name, _)| name.as_str() != DLQ_REASON_ATTRIBUTE)
-        .take(MAX_MESSAGE_ATTRIBUTES - 1)
-        .map(|(name, value)| (name.clone(), value.clone()))
-        .collect();
-    let cut = (0..=MAX_REASON_BYTES.min(reason.len()))
-        .rev()
-        .find(|i| reason.is_char_boundary(*i))
-        .unwrap_or(0);
-    kept.insert(
-        DLQ_REASON_ATTRIBUTE.to_string(),
-        MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(&reason[..cut])
-            .build()?,
-    );
-    Ok(kept)
 }
 
 /// A system attribute of a received message, when the receive asked for it.
@@ -299,65 +148,9 @@ pub fn group_id(message: &Message) -> Option<&str> {
     system_attribute(message, MessageSystemAttributeName::MessageGroupId)
 }
 
-/// The failed entries of a batch answer, by their index (our entry ids).
-fn failed_entries(failed: &[BatchResultErrorEntry]) -> Vec<FailedEntry> {
-    failed
-        .iter()
-        .map(|f| FailedEntry {
-            index: f.id().parse().unwrap_or(usize::MAX),
-            code: f.code().to_string(),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn text(value: &str) -> MessageAttributeValue {
-        MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(value)
-            .build()
-            .expect("valid attribute")
-    }
-
-    #[test]
-    fn a_dead_letter_copy_replaces_an_earlier_reason_and_keeps_the_rest() {
-        let attributes = HashMap::from([
-            (DLQ_REASON_ATTRIBUTE.to_string(), text("an older reason")),
-            ("event_type".to_string(), text("OrderPlaced")),
-        ]);
-        let copy = dead_letter_attributes(Some(&attributes), "handler rejected it")
-            .expect("valid attributes");
-        assert_eq!(copy.len(), 2);
-        assert_eq!(copy["event_type"].string_value(), Some("OrderPlaced"));
-        assert_eq!(
-            copy[DLQ_REASON_ATTRIBUTE].string_value(),
-            Some("handler rejected it")
-        );
-    }
-
-    #[test]
-    fn a_dead_letter_copy_stays_within_the_sqs_attribute_limit() {
-        let attributes: HashMap<_, _> = (0..MAX_MESSAGE_ATTRIBUTES + 2)
-            .map(|i| (format!("a{i}"), text("v")))
-            .collect();
-        let copy = dead_letter_attributes(Some(&attributes), "why").expect("valid attributes");
-        assert_eq!(copy.len(), MAX_MESSAGE_ATTRIBUTES);
-        assert!(copy.contains_key(DLQ_REASON_ATTRIBUTE));
-    }
-
-    #[test]
-    fn a_long_reason_is_cut_on_a_character_boundary() {
-        // 999 bytes, then a two-byte character across the cut.
-        let reason = format!("{}é and more", "x".repeat(MAX_REASON_BYTES - 1));
-        let copy = dead_letter_attributes(None, &reason).expect("valid attributes");
-        let kept = copy[DLQ_REASON_ATTRIBUTE]
-            .string_value()
-            .unwrap_or_default();
-        assert_eq!(kept, "x".repeat(MAX_REASON_BYTES - 1));
-    }
 
     #[test]
     fn a_message_reads_its_receive_count_and_group() {
@@ -370,22 +163,5 @@ mod tests {
         let bare = Message::builder().build();
         assert_eq!(receive_count(&bare), None);
         assert_eq!(group_id(&bare), None);
-    }
-
-    #[test]
-    fn failed_batch_entries_point_back_to_their_receipts() {
-        let failed = BatchResultErrorEntry::builder()
-            .id("2")
-            .code("ReceiptHandleIsInvalid")
-            .sender_fault(true)
-            .build()
-            .expect("valid entry");
-        assert_eq!(
-            failed_entries(&[failed]),
-            vec![FailedEntry {
-                index: 2,
-                code: "ReceiptHandleIsInvalid".into()
-            }]
-        );
     }
 }
