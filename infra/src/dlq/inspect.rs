@@ -11,11 +11,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use aws_adapter::sqs::DLQ_REASON_ATTRIBUTE;
-use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, Message, MessageAttributeValue,
-    MessageSystemAttributeName,
-};
+use aws_adapter::sqs::{self, DLQ_REASON_ATTRIBUTE, Receive};
+use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName};
 use chrono::{DateTime, Utc};
 use contracts::topology::{QueueSpec, Topology};
 
@@ -139,27 +136,23 @@ async fn peek(
     let mut letters = Vec::new();
     // Each round adds at least one message or ends the loop; the bound only
     // guards against an endpoint that hands out the same message twice.
-    for _ in 0..limit.div_ceil(10) + 2 {
+    for _ in 0..limit.div_ceil(sqs::MAX_BATCH) + 2 {
         if letters.len() >= limit || letters.len() as u64 >= expected {
             break;
         }
-        let want = (limit - letters.len()).min(10) as i32;
-        let received = bounded(&step, || {
-            sqs.receive_message()
-                .queue_url(&dlq.url)
-                .max_number_of_messages(want)
-                .visibility_timeout(PEEK_VISIBILITY_SECS)
-                .wait_time_seconds(PEEK_WAIT_SECS)
-                .message_system_attribute_names(MessageSystemAttributeName::All)
-                .message_attribute_names("All")
-                .send()
-        })
-        .await
-        .map_err(DlqError::aws(&step))?;
-        if received.messages().is_empty() {
+        let how = Receive {
+            max_messages: (limit - letters.len()).min(sqs::MAX_BATCH) as i32,
+            wait_secs: PEEK_WAIT_SECS,
+            visibility_secs: PEEK_VISIBILITY_SECS,
+            system_attributes: &[MessageSystemAttributeName::All],
+        };
+        let received = bounded(&step, || sqs::receive(sqs, &dlq.url, &how))
+            .await
+            .map_err(DlqError::sqs(&step))?;
+        if received.is_empty() {
             break;
         }
-        for message in received.messages() {
+        for message in &received {
             if let Some(receipt) = message.receipt_handle() {
                 held.push(receipt.to_string());
             }
@@ -173,31 +166,14 @@ async fn peek(
 
 /// Makes the received messages visible again; a failure only delays them.
 async fn release(sqs: &aws_sdk_sqs::Client, dlq: &QueueAddress, receipts: &[String]) {
-    for chunk in receipts.chunks(10) {
-        let entries: Result<Vec<_>, _> = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, receipt)| {
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(receipt)
-                    .visibility_timeout(0)
-                    .build()
-            })
-            .collect();
-        let step = format!("release messages of {}", dlq.name);
-        let result = match entries {
-            Ok(entries) => bounded(&step, || {
-                sqs.change_message_visibility_batch()
-                    .queue_url(&dlq.url)
-                    .set_entries(Some(entries.clone()))
-                    .send()
-            })
-            .await
-            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
-            .map(|out| out.failed().len()),
-            Err(e) => Err(e.to_string()),
-        };
+    let step = format!("release messages of {}", dlq.name);
+    for chunk in receipts.chunks(sqs::MAX_BATCH) {
+        let result = bounded(&step, || {
+            sqs::change_visibility_batch(sqs, &dlq.url, chunk, 0)
+        })
+        .await
+        .map(|out| out.failed.len())
+        .map_err(|e| e.cause);
         match result {
             Ok(0) => {}
             Ok(failed) => tracing::warn!(
@@ -215,17 +191,15 @@ async fn release(sqs: &aws_sdk_sqs::Client, dlq: &QueueAddress, receipts: &[Stri
 }
 
 fn describe(message: &Message, max_receive_count: u32) -> DeadLetter {
-    let system = message.attributes();
-    let system_value = |name: MessageSystemAttributeName| system.and_then(|a| a.get(&name));
     // This receive counted too.
-    let receive_count = system_value(MessageSystemAttributeName::ApproximateReceiveCount)
-        .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or(1)
-        .saturating_sub(1);
-    let sent_at = system_value(MessageSystemAttributeName::SentTimestamp)
+    let receive_count = sqs::receive_count(message).unwrap_or(1).saturating_sub(1);
+    let sent_at = sqs::system_attribute(message, MessageSystemAttributeName::SentTimestamp)
         .and_then(|v| v.parse::<i64>().ok())
         .and_then(DateTime::from_timestamp_millis);
-    let moved_from = system_value(MessageSystemAttributeName::DeadLetterQueueSourceArn);
+    let moved_from = sqs::system_attribute(
+        message,
+        MessageSystemAttributeName::DeadLetterQueueSourceArn,
+    );
     let (dead_lettered_by, reason) = reason(
         message.message_attributes(),
         moved_from.is_some(),

@@ -23,6 +23,7 @@ mod redrive;
 pub use inspect::{DeadLetter, DeadLetteredBy, DlqListing, PEEK_VISIBILITY_SECS, list, list_all};
 pub use redrive::{RedriveMethod, RedriveOptions, RedriveReport, move_task_unavailable, redrive};
 
+use aws_adapter::sqs::{self, SqsError};
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::QueueAttributeName;
 use contracts::topology::{QueueSpec, Topology};
@@ -62,6 +63,16 @@ impl DlqError {
             message: DisplayErrorContext(e).to_string(),
         }
     }
+
+    /// An adapter call that failed during `step`, which names it for the
+    /// operator.
+    pub(crate) fn sqs(step: impl Into<String>) -> impl FnOnce(SqsError) -> DlqError {
+        let step = step.into();
+        move |e| DlqError::Aws {
+            step,
+            message: e.cause,
+        }
+    }
 }
 
 /// The queue named `name` in `topology`, by its source name (`invoice-orders`)
@@ -96,11 +107,9 @@ pub(crate) async fn address(
     name: &str,
 ) -> Result<QueueAddress, DlqError> {
     let step = format!("queue {name}");
-    let url = crate::retry::bounded(&step, || sqs.get_queue_url().queue_name(name).send())
+    let url = crate::retry::bounded(&step, || sqs::queue_url(sqs, name))
         .await
-        .map_err(DlqError::aws(&step))?
-        .queue_url
-        .unwrap_or_default();
+        .map_err(DlqError::sqs(&step))?;
     let attributes = crate::retry::bounded(&step, || {
         sqs.get_queue_attributes()
             .queue_url(&url)

@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_adapter::sqs::DLQ_REASON_ATTRIBUTE;
+use aws_adapter::sqs::{self, DLQ_REASON_ATTRIBUTE, Receive};
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName};
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -286,27 +286,23 @@ async fn move_by_hand(
         if done.moved >= limit {
             break;
         }
-        let want = (limit - done.moved).min(10) as i32;
-        let received = bounded(&step, || {
-            sqs.receive_message()
-                .queue_url(&dlq.url)
-                .max_number_of_messages(want)
-                .visibility_timeout(MOVE_VISIBILITY_SECS)
-                .wait_time_seconds(1)
-                .message_attribute_names("All")
-                .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
-                .send()
-        })
-        .await
-        .map_err(|e| DlqError::Interrupted {
-            queue: source.name.clone(),
-            moved: done.moved,
-            cause: format!("{step}: {}", DisplayErrorContext(e)),
-        })?;
-        if received.messages().is_empty() {
+        let how = Receive {
+            max_messages: (limit - done.moved).min(sqs::MAX_BATCH as u64) as i32,
+            wait_secs: 1,
+            visibility_secs: MOVE_VISIBILITY_SECS,
+            system_attributes: &[MessageSystemAttributeName::MessageGroupId],
+        };
+        let received = bounded(&step, || sqs::receive(sqs, &dlq.url, &how))
+            .await
+            .map_err(|e| DlqError::Interrupted {
+                queue: source.name.clone(),
+                moved: done.moved,
+                cause: format!("{step}: {}", e.cause),
+            })?;
+        if received.is_empty() {
             break;
         }
-        for message in received.messages() {
+        for message in &received {
             let deleted = move_one(sqs, source, dlq, message).await.map_err(|cause| {
                 DlqError::Interrupted {
                     queue: source.name.clone(),
@@ -339,13 +335,7 @@ async fn move_one(
     // id: the DLQ message id, so a send retried within five minutes is
     // dropped by SQS instead of delivered twice.
     let fifo = source.name.ends_with(".fifo");
-    let group = fifo.then(|| {
-        message
-            .attributes()
-            .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
-            .cloned()
-            .unwrap_or_else(|| "redriven".to_string())
-    });
+    let group = fifo.then(|| sqs::group_id(message).unwrap_or("redriven").to_string());
     let dedup = fifo.then(|| message.message_id().unwrap_or(receipt).to_string());
     let sent = bounded(&format!("send to {}", source.name), || {
         sqs.send_message()
@@ -358,14 +348,9 @@ async fn move_one(
     })
     .await;
     if let Err(e) = sent {
-        // Give it back at once rather than after the visibility timeout.
-        let _ = sqs
-            .change_message_visibility()
-            .queue_url(&dlq.url)
-            .receipt_handle(receipt)
-            .visibility_timeout(0)
-            .send()
-            .await;
+        // Give it back at once rather than after the visibility timeout; if
+        // that fails too, the timeout gives it back.
+        let _ = sqs::change_visibility(sqs, &dlq.url, receipt, 0).await;
         return Err(format!(
             "send to {}: {}",
             source.name,

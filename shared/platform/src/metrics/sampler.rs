@@ -13,8 +13,8 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::{QueueLabels, get};
-use crate::consumer::queue_url;
 use crate::outbox::store;
+use aws_adapter::sqs::queue_url;
 
 /// A DLQ to sample, and its URL once resolved.
 struct Dlq {

@@ -16,7 +16,7 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
 /// SQS carries at most ten message attributes. One is kept free for the
 /// consumer's `dlq_reason`, added when a message is dead-lettered.
-pub const MAX_EVENT_ATTRIBUTES: usize = 9;
+pub const MAX_EVENT_ATTRIBUTES: usize = aws_adapter::sqs::MAX_MESSAGE_ATTRIBUTES - 1;
 
 /// The fixed part of an EventBridge entry's size (its timestamp), as AWS counts it.
 const EVENTBRIDGE_TIME_BYTES: usize = 14;
