@@ -124,7 +124,7 @@ pub(crate) struct Batch {
 
 impl Batch {
     /// What to do with a message of `group` without trying it; `None`: try it.
-    pub fn untried(
+    pub(super) fn untried(
         &self,
         group: Option<&str>,
         receive_count: u32,
@@ -147,7 +147,7 @@ impl Batch {
     }
 
     /// Remembers what became of a message of `group`.
-    pub fn record(&mut self, group: Option<&str>, disposition: &Disposition) {
+    pub(super) fn record(&mut self, group: Option<&str>, disposition: &Disposition) {
         let again = matches!(
             disposition,
             Disposition::Retry(_) | Disposition::Unavailable(_)

@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 pub(super) struct InFlight(Mutex<Vec<String>>);
 
 impl InFlight {
-    pub fn of(messages: &[Message]) -> Self {
+    pub(super) fn of(messages: &[Message]) -> Self {
         InFlight(Mutex::new(
             messages
                 .iter()
@@ -28,7 +28,7 @@ impl InFlight {
 
     /// Stops extending `receipt`. Waits for an extension being sent, so that
     /// the caller's own (later) visibility change wins.
-    pub async fn remove(&self, receipt: &str) {
+    pub(super) async fn remove(&self, receipt: &str) {
         self.0.lock().await.retain(|r| r != receipt);
     }
 }
