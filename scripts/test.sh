@@ -4,7 +4,7 @@
 # Installs what is missing first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --for-tests
 scripts/hygiene.sh
 # The end-to-end tests run the service binaries: the plain ones, and for the
 # crash and chaos tests the ones with fail points (built into a folder of
