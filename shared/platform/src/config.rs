@@ -93,7 +93,8 @@ pub struct CommonSettings {
     pub database_acquire_timeout: Duration,
     pub relay: RelaySettings,
     pub consumer: ConsumerSettings,
-    /// `SHUTDOWN_TIMEOUT_MS`, default 20000: the bound on a graceful stop.
+    /// `SHUTDOWN_TIMEOUT_MS`, default 20000 (or `SQS_WAIT_TIME_SECONDS` + 10 s,
+    /// if more): the bound on a graceful stop.
     pub shutdown_timeout: Duration,
     /// `ORDERS_CHAIN`, default `standard`: the kind of SNS/SQS chain that
     /// carries order events (`standard` or `fifo`, see `contracts::topology`).
@@ -218,7 +219,12 @@ impl CommonSettings {
                 visibility_timeout_secs,
                 retry_max_delay: Duration::from_secs(retry_max_delay_secs),
             },
-            shutdown_timeout: env.millis_or("SHUTDOWN_TIMEOUT_MS", 20_000)?,
+            // A stopping consumer lets its long poll in flight return: the
+            // default leaves room for the longest poll and its batch.
+            shutdown_timeout: env.millis_or(
+                "SHUTDOWN_TIMEOUT_MS",
+                20_000u64.max((wait_time_secs as u64 + 10) * 1000),
+            )?,
             orders_chain: env.parse_or(Chain::VARIABLE, Chain::Standard)?,
             failpoints: env.get(crate::failpoints::VARIABLE),
             metrics_sample_interval,

@@ -169,3 +169,81 @@ async fn run(stack: &mut Stack) -> anyhow::Result<()> {
     assert_eq!(unpublished, 0);
     Ok(())
 }
+
+/// A graceful restart of the consumers must not stall the journeys under way
+/// for a visibility timeout: a stopping consumer lets its long poll return and
+/// handles what it brought, so the broker never hands a message to a
+/// connection nobody reads. Long polls of 10 s (the default) and a visibility
+/// timeout of 60 s: an order whose event went to an abandoned poll would be
+/// invoiced a minute later, far past this test's deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journey_right_after_a_graceful_restart_waits_for_no_visibility_timeout()
+-> anyhow::Result<()> {
+    let options = StackOptions::for_test("restart-stalls-nothing")?
+        .with_service_env("SQS_WAIT_TIME_SECONDS", "10")
+        .with_service_env("CONSUMER_VISIBILITY_TIMEOUT_SECS", "60");
+    let mut stack = Stack::start(options).await?;
+    let result = journey_after_restart(&mut stack).await;
+    if result.is_err() {
+        eprintln!("{}", stack.logs(60));
+    }
+    result
+}
+
+/// Well under the 60 s visibility timeout, with room for the restarts.
+const UNSTALLED: Duration = Duration::from_secs(30);
+
+async fn journey_after_restart(stack: &mut Stack) -> anyhow::Result<()> {
+    let client = Client::for_stack(stack);
+    let http = stack.http.clone();
+    // One journey first: every consumer is then in a long poll.
+    let first = client
+        .place(&order_body("before-restart", &[("SKU-R", 1, 100)]))
+        .await?;
+    wait_journeys(&client, &[first], SETTLE).await?;
+
+    let consumers = [Service::Invoice, Service::Notification];
+    for service in consumers {
+        stack.service(service).signal(Signal::SIGTERM)?;
+    }
+    // Placed while the stopping consumers' polls are still open.
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let body = order_body(&format!("during-restart-{n}"), &[("SKU-R", 1, 200 + n)]);
+        ids.push(client.place(&body).await?);
+    }
+    for service in consumers {
+        let status = stack
+            .service(service)
+            .wait_exit(Duration::from_secs(30))
+            .await?;
+        anyhow::ensure!(
+            status.success(),
+            "{} did not stop gracefully: {status}",
+            service.name()
+        );
+        stack.service(service).restart(&http).await?;
+    }
+    wait_journeys(&client, &ids, UNSTALLED).await
+}
+
+/// Waits until each order is invoiced and has its two notifications.
+async fn wait_journeys(client: &Client, ids: &[Uuid], deadline: Duration) -> anyhow::Result<()> {
+    wait::until("the orders invoiced and notified", deadline, || async {
+        for id in ids {
+            let order = client.order(*id).await.map_err(|e| e.to_string())?;
+            let status = order.body["status"].as_str().unwrap_or("?").to_string();
+            let notified = client
+                .notifications_of(*id)
+                .await
+                .map_err(|e| e.to_string())?
+                .len();
+            if status != "INVOICED" || notified < 2 {
+                return Err(format!("{id}: {status}, {notified} notifications"));
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}

@@ -157,16 +157,26 @@ impl<H: Handler> Consumer<H> {
             .map_err(|e| ConsumeError(format!("receive: {}", e.cause)))
     }
 
-    /// Polls until `shutdown`; the message batch in progress is finished first.
+    /// Polls until `shutdown`. A batch already received is handled and
+    /// deleted before the loop looks at the token again. A stop does not
+    /// abandon the long poll in flight either: the broker may already have
+    /// handed it messages, and a poll nobody reads hides them from every
+    /// consumer for their visibility timeout, the stall each rolling restart
+    /// would otherwise add to the journeys under way. The poll returns within
+    /// `SQS_WAIT_TIME_SECONDS`, and what it brought is handled like any batch.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = new_backoff();
-        loop {
-            // Only the receive races shutdown: a batch already received is
-            // handled and deleted before the loop looks at the token again.
-            let step = match tokio::select! {
-                _ = shutdown.cancelled() => break,
-                received = self.receive() => received,
-            } {
+        while !shutdown.is_cancelled() {
+            let receive = self.receive();
+            tokio::pin!(receive);
+            let received = tokio::select! {
+                received = &mut receive => received,
+                _ = shutdown.cancelled() => {
+                    self.finish_poll_in_flight(receive).await;
+                    break;
+                }
+            };
+            let step = match received {
                 Ok(received) => self.handle_batch(&received).await,
                 Err(e) => Err(e),
             };
@@ -188,6 +198,37 @@ impl<H: Handler> Consumer<H> {
         }
         tracing::info!(queue = self.queue.name, "consumer stopped");
     }
+
+    /// On shutdown: waits for the long poll in flight to return (bounded by
+    /// its wait time and a margin, for a broker that does not answer at all)
+    /// and handles what it brought.
+    async fn finish_poll_in_flight(
+        &self,
+        receive: impl Future<Output = Result<Vec<Message>, ConsumeError>>,
+    ) {
+        let bound = Duration::from_secs(self.wait_time_secs.max(0) as u64 + POLL_MARGIN_SECS);
+        match tokio::time::timeout(bound, receive).await {
+            Ok(Ok(received)) if received.is_empty() => {}
+            Ok(Ok(received)) => {
+                tracing::info!(
+                    queue = self.queue.name,
+                    messages = received.len(),
+                    "handling what the last long poll brought before stopping"
+                );
+                if let Err(e) = self.handle_batch(&received).await {
+                    tracing::warn!(error = %e, queue = self.queue.name, "the last batch was not finished; its messages come back after their visibility timeout");
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, queue = self.queue.name, "the last long poll failed")
+            }
+            Err(_) => tracing::warn!(
+                queue = self.queue.name,
+                ?bound,
+                "the last long poll did not return; messages it may have got come back after their visibility timeout"
+            ),
+        }
+    }
 }
 
 /// Looks up a queue's URL by its name.
@@ -196,6 +237,10 @@ pub async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<String, 
         .await
         .map_err(|e| ConsumeError(e.to_string()))
 }
+
+/// How much longer than its wait time a long poll may take to return on
+/// shutdown before it is abandoned: the round trip and the broker's own delay.
+const POLL_MARGIN_SECS: u64 = 3;
 
 fn new_backoff() -> impl Iterator<Item = Duration> {
     ExponentialBuilder::default()
