@@ -86,7 +86,9 @@ impl std::str::FromStr for EmulatorKind {
         EmulatorKind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("'{s}' is not one of moto, moto-stock, fakecloud, ministack, localstack"))
+            .ok_or_else(|| {
+                format!("'{s}' is not one of moto, moto-stock, fakecloud, ministack, localstack")
+            })
     }
 }
 
@@ -238,24 +240,20 @@ impl Emulator {
         };
         let http = reqwest::Client::new();
         let url = format!("{}{health_path}", emulator.endpoint());
-        let ready = wait::until(
-            &format!("{kind} to answer"),
-            startup,
-            || {
-                let exited = emulator.process.try_wait();
-                let request = http.get(&url).send();
-                async move {
-                    if let Ok(Some(status)) = exited {
-                        return Err(format!("it exited with {status}"));
-                    }
-                    match request.await {
-                        Ok(r) if r.status().is_success() => Ok(()),
-                        Ok(r) => Err(format!("HTTP {}", r.status())),
-                        Err(e) => Err(e.to_string()),
-                    }
+        let ready = wait::until(&format!("{kind} to answer"), startup, || {
+            let exited = emulator.process.try_wait();
+            let request = http.get(&url).send();
+            async move {
+                if let Ok(Some(status)) = exited {
+                    return Err(format!("it exited with {status}"));
                 }
-            },
-        )
+                match request.await {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(r) => Err(format!("HTTP {}", r.status())),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        })
         .await;
         match ready {
             Ok(()) => Ok(emulator),
