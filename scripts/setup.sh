@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need, only where it is missing:
 #   - a project-local Python venv (.venv) with moto[server], pinned;
+#   - MiniStack, pinned, in a venv of its own (.venv-ministack);
+#   - with SETUP_LOCALSTACK=1, LocalStack's core, pinned, in .venv-localstack;
 #   - PostgreSQL server binaries (initdb, postgres) from the OS packages;
 # and with --for-tests (scripts/test.sh) also
 #   - the deployment checkers the tests run, pinned: cfn-lint, hadolint (the
@@ -88,6 +90,46 @@ fi
 if [ "$for_tests" != 1 ]; then
     say "ready for the demo: moto $MOTO_VERSION, PostgreSQL binaries (scripts/setup.sh --for-tests adds the test command's checkers)"
     exit 0
+fi
+
+# --- MiniStack, an emulator beside moto, in a venv of its own ---------------------
+# It pins a botocore (1.43.106) that moto's venv does not share, so it gets its
+# own; STACK_EMULATOR=ministack (or --emulator ministack) runs it.
+MINISTACK_VERSION="1.5.33"
+if ! .venv-ministack/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('ministack') != '$MINISTACK_VERSION')" 2>/dev/null; then
+    if [ ! -x .venv-ministack/bin/python ]; then
+        if ! python3 -m venv .venv-ministack >/dev/null 2>&1; then
+            rm -rf .venv-ministack
+            apt_install python3-venv
+            python3 -m venv .venv-ministack
+        fi
+    fi
+    say "installing ministack==$MINISTACK_VERSION into .venv-ministack"
+    .venv-ministack/bin/pip install --quiet --disable-pip-version-check "ministack==$MINISTACK_VERSION"
+fi
+
+# --- LocalStack's community core, on request (SETUP_LOCALSTACK=1) ---------------
+# 500 MB and minutes to install, so only when asked; STACK_EMULATOR=localstack
+# runs it. It needs Python 3.13 (Debian 12 has none: pyenv's, or any python3.13
+# on the PATH), and these pins: its release resolves to versions it breaks with.
+LOCALSTACK_VERSION="2026.3.0"
+if [ "${SETUP_LOCALSTACK:-}" = 1 ] && ! .venv-localstack/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('localstack-core') != '$LOCALSTACK_VERSION')" 2>/dev/null; then
+    python313=""
+    for candidate in "$(command -v python3.13 2>/dev/null)" "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13*/bin/python3.13; do
+        if [ -n "$candidate" ] && "$candidate" -c "import sys; sys.exit(sys.version_info[:2] != (3, 13))" 2>/dev/null; then
+            python313=$candidate
+            break
+        fi
+    done
+    if [ -z "$python313" ]; then
+        say "SETUP_LOCALSTACK=1: no Python 3.13 found (LocalStack $LOCALSTACK_VERSION needs it); install one and run this again"
+        exit 1
+    fi
+    [ -x .venv-localstack/bin/python ] || "$python313" -m venv .venv-localstack
+    say "installing localstack-core[runtime]==$LOCALSTACK_VERSION into .venv-localstack (with $python313)"
+    .venv-localstack/bin/pip install --quiet --disable-pip-version-check \
+        "localstack-core[runtime]==$LOCALSTACK_VERSION" \
+        "cbor2==5.9.0" "pyOpenSSL==25.3.0" "cryptography==46.0.7" "service-identity==24.2.0"
 fi
 
 # --- deployment checkers ----------------------------------------------------------

@@ -1,6 +1,6 @@
 //! The AWS emulator the local stack talks to, as a child process.
 //!
-//! Three kinds, chosen per run (`STACK_EMULATOR`, or the demo's, chaos and
+//! Five kinds, chosen per run (`STACK_EMULATOR`, or the demo's, chaos and
 //! bench commands' `--emulator`); the services and the tests do not care which
 //! one answers, they only see `AWS_ENDPOINT_URL`:
 //!
@@ -11,6 +11,11 @@
 //! - `moto-stock`: the same moto without the fixes, for comparison.
 //! - `fakecloud`: the fakecloud binary (`FAKECLOUD_BIN`, or `fakecloud` on the
 //!   PATH), when it is installed; it is never a build dependency.
+//! - `ministack`: MiniStack 1.5.33 from a venv of its own (`.venv-ministack`:
+//!   it pins a botocore that moto's venv cannot share), run as released.
+//! - `localstack`: LocalStack's community core 2026.3.0 from `.venv-localstack`
+//!   (Python 3.13; `SETUP_LOCALSTACK=1 scripts/setup.sh --for-tests`), run with no token,
+//!   no DNS server, no analytics and its files in the run's log folder.
 //!
 //! Emulators keep their state in memory only: a restart erases every queue
 //! and topic, so chaos experiments pause them (SIGSTOP/SIGCONT) instead.
@@ -34,16 +39,22 @@ pub enum EmulatorKind {
     MotoStock,
     /// fakecloud, an external binary.
     Fakecloud,
+    /// MiniStack, from `.venv-ministack`.
+    Ministack,
+    /// LocalStack's community core, from `.venv-localstack`.
+    Localstack,
 }
 
 impl EmulatorKind {
     /// The variable that picks the emulator for tests and the local stack.
     pub const VARIABLE: &str = "STACK_EMULATOR";
 
-    pub const ALL: [EmulatorKind; 3] = [
+    pub const ALL: [EmulatorKind; 5] = [
         EmulatorKind::Moto,
         EmulatorKind::MotoStock,
         EmulatorKind::Fakecloud,
+        EmulatorKind::Ministack,
+        EmulatorKind::Localstack,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +62,8 @@ impl EmulatorKind {
             EmulatorKind::Moto => "moto",
             EmulatorKind::MotoStock => "moto-stock",
             EmulatorKind::Fakecloud => "fakecloud",
+            EmulatorKind::Ministack => "ministack",
+            EmulatorKind::Localstack => "localstack",
         }
     }
 
@@ -73,7 +86,9 @@ impl std::str::FromStr for EmulatorKind {
         EmulatorKind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("'{s}' is not one of moto, moto-stock, fakecloud"))
+            .ok_or_else(|| {
+                format!("'{s}' is not one of moto, moto-stock, fakecloud, ministack, localstack")
+            })
     }
 }
 
@@ -89,6 +104,10 @@ pub enum EmulatorError {
     MotoNotInstalled(PathBuf),
     #[error("the fakecloud binary was not found: set FAKECLOUD_BIN or put fakecloud on the PATH")]
     FakecloudNotInstalled,
+    #[error("{0} not found: run scripts/setup.sh --for-tests")]
+    MinistackNotInstalled(PathBuf),
+    #[error("{0} not found: run SETUP_LOCALSTACK=1 scripts/setup.sh --for-tests (it needs a Python 3.13)")]
+    LocalstackNotInstalled(PathBuf),
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("{0}")]
@@ -105,6 +124,16 @@ pub fn python() -> PathBuf {
 /// The launcher that starts moto with (or without) the backlog fixes.
 pub fn moto_launcher() -> PathBuf {
     crate::workspace_root().join("infra/emulator/moto_launcher.py")
+}
+
+/// MiniStack's entry point in its own venv.
+pub fn ministack() -> PathBuf {
+    crate::workspace_root().join(".venv-ministack/bin/ministack")
+}
+
+/// The Python of LocalStack's venv.
+pub fn localstack_python() -> PathBuf {
+    crate::workspace_root().join(".venv-localstack/bin/python")
 }
 
 /// The fakecloud binary, when one is installed.
@@ -163,6 +192,45 @@ impl Emulator {
                 ]);
                 (command, "/_fakecloud/health")
             }
+            EmulatorKind::Ministack => {
+                let ministack = ministack();
+                if !ministack.exists() {
+                    return Err(EmulatorError::MinistackNotInstalled(ministack));
+                }
+                let mut command = Command::new(ministack);
+                // Its access log (a line per request at INFO) is off, as moto's is.
+                command
+                    .env("BIND_HOST", "127.0.0.1")
+                    .env("GATEWAY_PORT", port.to_string())
+                    .env("LOG_LEVEL", "WARNING");
+                (command, "/_ministack/health")
+            }
+            EmulatorKind::Localstack => {
+                let python = localstack_python();
+                if !python.exists() {
+                    return Err(EmulatorError::LocalstackNotInstalled(python));
+                }
+                // Its volume and temporary files under the run's log folder,
+                // so two stacks never share them; no DNS server (port 53), no
+                // analytics and no certificate download (this network has none).
+                let files = log_dir.join("localstack");
+                std::fs::create_dir_all(files.join("tmp"))?;
+                let mut command = Command::new(python);
+                command
+                    .args(["-m", "localstack.runtime.main"])
+                    .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
+                    .env("LOCALSTACK_VOLUME_DIR", files.join("volume"))
+                    .env("TMPDIR", files.join("tmp"))
+                    .env("DNS_ADDRESS", "0")
+                    .env("DISABLE_EVENTS", "1")
+                    .env("SKIP_SSL_CERT_DOWNLOAD", "1");
+                (command, "/_localstack/health")
+            }
+        };
+        // LocalStack loads its whole service catalogue before it answers.
+        let startup = match kind {
+            EmulatorKind::Localstack => Duration::from_secs(90),
+            _ => Duration::from_secs(30),
         };
         let process = ChildGuard::spawn(kind.as_str(), command, &log_dir.join("emulator.log"))?;
         let mut emulator = Emulator {
@@ -172,24 +240,20 @@ impl Emulator {
         };
         let http = reqwest::Client::new();
         let url = format!("{}{health_path}", emulator.endpoint());
-        let ready = wait::until(
-            &format!("{kind} to answer"),
-            Duration::from_secs(30),
-            || {
-                let exited = emulator.process.try_wait();
-                let request = http.get(&url).send();
-                async move {
-                    if let Ok(Some(status)) = exited {
-                        return Err(format!("it exited with {status}"));
-                    }
-                    match request.await {
-                        Ok(r) if r.status().is_success() => Ok(()),
-                        Ok(r) => Err(format!("HTTP {}", r.status())),
-                        Err(e) => Err(e.to_string()),
-                    }
+        let ready = wait::until(&format!("{kind} to answer"), startup, || {
+            let exited = emulator.process.try_wait();
+            let request = http.get(&url).send();
+            async move {
+                if let Ok(Some(status)) = exited {
+                    return Err(format!("it exited with {status}"));
                 }
-            },
-        )
+                match request.await {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(r) => Err(format!("HTTP {}", r.status())),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        })
         .await;
         match ready {
             Ok(()) => Ok(emulator),
@@ -244,7 +308,7 @@ mod tests {
         for kind in EmulatorKind::ALL {
             assert_eq!(kind.as_str().parse::<EmulatorKind>(), Ok(kind));
         }
-        assert!("localstack".parse::<EmulatorKind>().is_err());
+        assert!("MiniStack".parse::<EmulatorKind>().is_err());
     }
 
     /// Fails when the installed moto is not the version and code the launcher's
