@@ -248,8 +248,13 @@ async fn poison_fix_redrive(stack: &Stack, receiver: &Receiver) -> anyhow::Resul
     receiver.fixed.store(true, Ordering::SeqCst);
     for queue in &notification_queues {
         let report = infra::dlq::redrive(&sqs, queue, &RedriveOptions::default()).await?;
-        // moto 5.2.5 has no StartMessageMoveTask: the command moves them itself.
-        assert_eq!(report.method, RedriveMethod::MessageByMessage, "{report:?}");
+        // SQS moves them where the endpoint has StartMessageMoveTask (AWS,
+        // LocalStack); where it has not (moto 5.2.5, MiniStack) the command
+        // moves them itself and says why. Either way: moved once, none left.
+        assert!(
+            report.method == RedriveMethod::MessageMoveTask || report.note.is_some(),
+            "a message-by-message redrive says why: {report:?}"
+        );
         assert_eq!(
             (report.moved, report.also_left_in_dlq),
             (1, 0),

@@ -22,8 +22,9 @@ struct Args {
     #[arg(long, default_value_t = 4566)]
     emulator_port: u16,
     /// The AWS emulator: `moto` (with the backlog fixes of
-    /// infra/emulator/moto_launcher.py), `moto-stock`, or `fakecloud` (when
-    /// its binary is installed).
+    /// infra/emulator/moto_launcher.py), `moto-stock`, `ministack` or
+    /// `localstack` (once `scripts/setup.sh --for-tests` installed them; see
+    /// docs/emulators.md), or `fakecloud` (when its binary is installed).
     #[arg(long, env = "STACK_EMULATOR", default_value = "moto")]
     emulator: testkit::emulator::EmulatorKind,
     #[arg(long, default_value_t = 8081)]

@@ -243,7 +243,7 @@ pub struct Stack {
 pub struct StackDescription {
     /// Each service's base URL and process id, by name.
     pub services: BTreeMap<String, DescribedService>,
-    /// The emulator's kind (`moto`, `moto-stock`, `fakecloud`).
+    /// The emulator's kind (`moto`, `moto-stock`, `fakecloud`, `ministack`, `localstack`).
     pub emulator: String,
     pub emulator_url: String,
     pub emulator_pid: u32,
