@@ -106,7 +106,9 @@ pub enum EmulatorError {
     FakecloudNotInstalled,
     #[error("{0} not found: run scripts/setup.sh --for-tests")]
     MinistackNotInstalled(PathBuf),
-    #[error("{0} not found: run SETUP_LOCALSTACK=1 scripts/setup.sh --for-tests (it needs a Python 3.13)")]
+    #[error(
+        "{0} not found: run SETUP_LOCALSTACK=1 scripts/setup.sh --for-tests (it needs a Python 3.13)"
+    )]
     LocalstackNotInstalled(PathBuf),
     #[error(transparent)]
     Io(#[from] std::io::Error),
