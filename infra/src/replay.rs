@@ -122,7 +122,9 @@ pub async fn start(
         .arn(bus_arn)
         .build()
         .map_err(aws("replay destination"))?;
-    // Not retried: a second StartReplay of the same name fails as a duplicate.
+    // Not retried, not even by the SDK's own retry policy: a StartReplay that
+    // failed after the replay was created (LocalStack answers such a 500)
+    // would be refused on the retry as a duplicate, hiding the first error.
     events
         .start_replay()
         .replay_name(&name)
@@ -135,6 +137,11 @@ pub async fn start(
         .event_start_time(AwsDateTime::from_millis(request.from.timestamp_millis()))
         .event_end_time(AwsDateTime::from_millis(request.to.timestamp_millis()))
         .destination(destination)
+        .customize()
+        .config_override(
+            aws_sdk_eventbridge::config::Builder::default()
+                .retry_config(aws_sdk_eventbridge::config::retry::RetryConfig::disabled()),
+        )
         .send()
         .await
         .map_err(aws(format!("StartReplay {name}")))?;

@@ -547,6 +547,13 @@ impl Stack {
         mut self,
     ) -> anyhow::Result<BTreeMap<&'static str, Option<std::process::ExitStatus>>> {
         let mut statuses = BTreeMap::new();
+        // Every process is told at once, then each is waited for: a stopping
+        // consumer lets its long poll run out (up to SQS_WAIT_TIME_SECONDS),
+        // and one after the other the stops would add up.
+        for process in self.replicas.iter().chain(self.services.values()) {
+            // One that is not running has nothing to stop; `stop` says so.
+            process.signal(Signal::SIGTERM).ok();
+        }
         for replica in self.replicas.iter_mut() {
             replica.stop(Signal::SIGTERM).await?;
         }

@@ -38,17 +38,12 @@ pub async fn delete_batch(
     if receipts.is_empty() {
         return Ok(BatchOutcome::default());
     }
-    let entries = receipts
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            DeleteMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .receipt_handle(r)
-                .build()
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| SqsError::new(CALL, e))?;
+    let entries = numbered(CALL, receipts, |id, receipt| {
+        DeleteMessageBatchRequestEntry::builder()
+            .id(id)
+            .receipt_handle(receipt)
+            .build()
+    })?;
     let out = sqs
         .delete_message_batch()
         .queue_url(queue_url)
@@ -56,10 +51,7 @@ pub async fn delete_batch(
         .send()
         .await
         .map_err(|e| SqsError::call(CALL, e))?;
-    Ok(BatchOutcome {
-        succeeded: out.successful().len(),
-        failed: failed_entries(out.failed()),
-    })
+    Ok(outcome(out.successful().len(), out.failed()))
 }
 
 /// Sets the visibility timeout of the messages of `receipts` (at most
@@ -74,18 +66,13 @@ pub async fn change_visibility_batch(
     if receipts.is_empty() {
         return Ok(BatchOutcome::default());
     }
-    let entries = receipts
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            ChangeMessageVisibilityBatchRequestEntry::builder()
-                .id(i.to_string())
-                .receipt_handle(r)
-                .visibility_timeout(visibility_secs)
-                .build()
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| SqsError::new(CALL, e))?;
+    let entries = numbered(CALL, receipts, |id, receipt| {
+        ChangeMessageVisibilityBatchRequestEntry::builder()
+            .id(id)
+            .receipt_handle(receipt)
+            .visibility_timeout(visibility_secs)
+            .build()
+    })?;
     let out = sqs
         .change_message_visibility_batch()
         .queue_url(queue_url)
@@ -93,10 +80,28 @@ pub async fn change_visibility_batch(
         .send()
         .await
         .map_err(|e| SqsError::call(CALL, e))?;
-    Ok(BatchOutcome {
-        succeeded: out.successful().len(),
-        failed: failed_entries(out.failed()),
-    })
+    Ok(outcome(out.successful().len(), out.failed()))
+}
+
+/// One entry per receipt, its id its index (so a failure points back to it).
+fn numbered<E>(
+    call: &str,
+    receipts: &[String],
+    entry: impl Fn(String, &str) -> Result<E, aws_sdk_sqs::error::BuildError>,
+) -> Result<Vec<E>, SqsError> {
+    receipts
+        .iter()
+        .enumerate()
+        .map(|(i, receipt)| entry(i.to_string(), receipt))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| SqsError::new(call, e))
+}
+
+fn outcome(succeeded: usize, failed: &[BatchResultErrorEntry]) -> BatchOutcome {
+    BatchOutcome {
+        succeeded,
+        failed: failed_entries(failed),
+    }
 }
 
 /// The failed entries of a batch answer, by their index (our entry ids).
