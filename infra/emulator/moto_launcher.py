@@ -29,6 +29,19 @@ handled beside its placement. The fix lets one `ReceiveMessage` at a time run
 on a FIFO queue (standard queues are untouched); the self-test shows the
 stock race and its absence.
 
+The server keeps connections alive. moto serves on werkzeug's development
+server, which answers every request with `Connection: close`, so each SDK
+call of the services opened a TCP connection of its own (18 % of their CPU
+in a profile, BENCHMARKS.md). The launcher's request handler answers
+HTTP/1.1 requests on the same connection instead: it reads the whole request
+body before calling moto (so nothing of it is left to be taken for the next
+request), buffers moto's answer and sends it with its `Content-Length`. A
+request with a chunked body, or an HTTP/1.0 request without keep-alive, is
+answered as werkzeug does and the connection closed. An idle connection is
+closed after `IDLE_TIMEOUT_SECONDS`, longer than the AWS SDK's own pool keeps
+one. The self-test sends several requests on one connection and checks that
+the server accepted one.
+
 They are applied only to the pinned version whose code was read: the launcher
 checks moto's version and a hash of the source of every function the fixes
 stand in for, and refuses to start (exit status 3) when either differs, rather
@@ -42,6 +55,7 @@ unchanged.
 import functools
 import hashlib
 import inspect
+import io
 import json
 import os
 import sys
@@ -60,7 +74,13 @@ EXPECTED_SOURCES = {
     "moto.sqs.models.SQSBackend.get_queue_attributes": "58417223da457b5a0aac5ccc31b6646ed9b22c3b276a0f0d9fd5f3f13bd797ec",
     "moto.events.utils.EventTemplateParser.parse": "40a5a46a321811bb2643aaabb7b45c37f75644fcce9cb95524e729a43f0d97d7",
     "moto.sqs.models.SQSBackend.receive_message": "065f3e5e7d2144089ce3b5d16d9306243ccd2f3ee11b44beb851292fadb7652f",
+    "moto.server.main": "c9725ea408aa207ad45ed4232cca8507a78fce8f17cba8292e3da4cabe1031d5",
 }
+
+# How long the server keeps an idle connection: past the AWS SDK's pool idle
+# timeout (90 s), so the client, not the server, closes an idle one and never
+# sends a request on a connection the server is closing.
+IDLE_TIMEOUT_SECONDS = 120
 
 
 class StaleFix(Exception):
@@ -68,6 +88,7 @@ class StaleFix(Exception):
 
 
 def _sources():
+    import moto.server
     from moto.events.utils import EventTemplateParser
     from moto.sqs.models import Queue, SQSBackend
 
@@ -78,6 +99,9 @@ def _sources():
         "moto.sqs.models.SQSBackend.get_queue_attributes": SQSBackend.get_queue_attributes,
         "moto.events.utils.EventTemplateParser.parse": EventTemplateParser.parse,
         "moto.sqs.models.SQSBackend.receive_message": SQSBackend.receive_message,
+        # It passes the module's `MotoRequestHandler` to werkzeug, which the
+        # keep-alive handler replaces.
+        "moto.server.main": moto.server.main,
     }
 
 
@@ -166,6 +190,95 @@ def one_receive_at_a_time_on_fifo_queues(receive):
     return receive_message
 
 
+def keep_alive_handler():
+    """moto's request handler, answering HTTP/1.1 requests on the same connection."""
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from werkzeug.exceptions import InternalServerError
+
+    class KeepAliveRequestHandler(MotoRequestHandler):
+        protocol_version = "HTTP/1.1"
+        # A socket timeout: an idle connection ends after this.
+        timeout = IDLE_TIMEOUT_SECONDS
+
+        def run_wsgi(self):
+            length = self.headers.get("Content-Length", "0")
+            chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+            if chunked or not length.isdigit():
+                # werkzeug's own way, which closes the connection.
+                self.close_connection = True
+                return super().run_wsgi()
+            if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
+                self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            body = self.rfile.read(int(length))
+            if len(body) < int(length):
+                self.close_connection = True
+                return None
+            self.environ = environ = self.make_environ()
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["wsgi.input_terminated"] = True
+            status, headers, content = self._call(environ)
+            code, _, reason = status.partition(" ")
+            code = int(code)
+            self.send_response(code, reason)
+            for name, value in headers:
+                if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                    self.send_header(name, value)
+            bodiless = self.command == "HEAD" or 100 <= code < 200 or code in (204, 304)
+            if not bodiless:
+                self.send_header("Content-Length", str(len(content)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            if not bodiless:
+                self.wfile.write(content)
+            self.wfile.flush()
+            return None
+
+        def _call(self, environ):
+            """Runs the application; returns its status, headers and whole body."""
+            answer = {}
+
+            def start_response(status, headers, exc_info=None):
+                if exc_info and answer:
+                    raise exc_info[1].with_traceback(exc_info[2])
+                answer["status"], answer["headers"] = status, headers
+                return chunks.append
+
+            chunks = []
+            try:
+                result = self.server.app(environ, start_response)
+                try:
+                    chunks.extend(result)
+                finally:
+                    if hasattr(result, "close"):
+                        result.close()
+            except Exception:
+                if self.server.passthrough_errors:
+                    raise
+                import traceback
+
+                self.log_error("Error on request:\n%s", traceback.format_exc())
+                self.close_connection = True
+                answer.clear()
+                chunks = []
+                chunks.extend(InternalServerError()(environ, start_response))
+            return answer["status"], answer["headers"], b"".join(chunks)
+
+        def log_error(self, format, *args):
+            # An idle connection timing out is how keep-alive ends, not an error.
+            if not format.startswith("Request timed out"):
+                super().log_error(format, *args)
+
+    return KeepAliveRequestHandler
+
+
+def serve_with_keep_alive():
+    """Makes `moto.server.main` serve with the keep-alive handler."""
+    import moto.server
+
+    moto.server.MotoRequestHandler = keep_alive_handler()
+
+
 def apply_fixes():
     import jsonpath_ng.ext
     from moto.sqs.models import Queue, SQSBackend
@@ -178,6 +291,7 @@ def apply_fixes():
     # so replacing the module attribute is enough. Parsed expressions hold no
     # per-call state.
     jsonpath_ng.ext.parse = functools.lru_cache(maxsize=512)(jsonpath_ng.ext.parse)
+    serve_with_keep_alive()
 
 
 def self_test():
@@ -230,6 +344,68 @@ def self_test():
         raise AssertionError("stock moto no longer shows the FIFO race: review the fix")
     if fifo_receives(fixed, one_polling_one_waiting) != []:
         raise AssertionError("a FIFO group was handed to two consumers at once")
+    keep_alive_self_test()
+
+
+def keep_alive_self_test():
+    """Several requests on one connection are answered on it, bodies and
+    all, by a server that accepted that one connection; an HTTP/1.0 client
+    still gets its connection closed."""
+    import http.client
+    import socket
+
+    import logging
+
+    from werkzeug.serving import make_server
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    accepted = []
+
+    class Counting(keep_alive_handler()):
+        def setup(self):
+            accepted.append(self.client_address)
+            super().setup()
+
+    def app(environ, start_response):
+        # Reads no body: the handler must not leave it for the next request.
+        if environ["PATH_INFO"] == "/chunked":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return iter([b"one ", b"two"])
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+        return [b"ok"]
+
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Counting)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        sock = None
+        for i, path in enumerate(["/", "/", "/chunked", "/", "/"]):
+            conn.request("POST", path, body=b"x" * (i * 1000), headers={"Content-Type": "text/plain"})
+            response = conn.getresponse()
+            body = response.read()
+            want = b"one two" if path == "/chunked" else b"ok"
+            if body != want or response.status != 200:
+                raise AssertionError(f"request {i}: {response.status} {body!r}")
+            if response.getheader("Connection", "").lower() == "close":
+                raise AssertionError(f"request {i} was answered with Connection: close")
+            sock = sock or conn.sock
+            if conn.sock is not sock:
+                raise AssertionError(f"request {i} went out on a new connection")
+        conn.close()
+        if len(accepted) != 1:
+            raise AssertionError(f"five requests took {len(accepted)} connections")
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as old:
+            old.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            answer = b""
+            while chunk := old.recv(4096):
+                answer += chunk
+        if not answer.startswith(b"HTTP/1.1 200") or not answer.endswith(b"ok"):
+            raise AssertionError(f"an HTTP/1.0 request got {answer!r}")
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def until(what, condition, deadline=5.0):
