@@ -119,6 +119,16 @@ pub struct RelaySettings {
     /// `RELAY_LISTEN`, default true: wake on the outbox's NOTIFY at commit.
     /// `false` polls at the interval only, as the benchmark's baseline does.
     pub listen: bool,
+    /// `RELAY_MAX_IN_FLIGHT`, default 4: publish calls in flight at once, each
+    /// on its own claimed batch and its own database connection (held until
+    /// the broker answers), so it must stay below `DATABASE_MAX_CONNECTIONS`.
+    /// 1 is the single-flight relay: one batch per broker round trip.
+    pub max_in_flight: u32,
+    /// `RELAY_LINGER_MS`, default 0: after a claim that found fewer rows than
+    /// a batch, how long the next claim may wait for more rows to commit
+    /// (it stops waiting as soon as a batch's worth of commits is notified).
+    /// An idle relay's first claim never waits.
+    pub linger: Duration,
 }
 
 /// Settings of the SQS consumers.
@@ -154,6 +164,31 @@ impl CommonSettings {
             return Err(ConfigError::new(
                 "RELAY_BATCH_SIZE",
                 "must be between 1 and 10",
+            ));
+        }
+        let database_max_connections = env.parse_or("DATABASE_MAX_CONNECTIONS", 8u32)?;
+        let max_in_flight = env.parse_or("RELAY_MAX_IN_FLIGHT", 4u32)?;
+        if !(1..=64).contains(&max_in_flight) {
+            return Err(ConfigError::new(
+                "RELAY_MAX_IN_FLIGHT",
+                "must be between 1 and 64",
+            ));
+        }
+        // Each batch in flight holds a pooled connection until the broker
+        // answers; the requests and the consumers need at least one more.
+        if max_in_flight >= database_max_connections {
+            return Err(ConfigError::new(
+                "RELAY_MAX_IN_FLIGHT",
+                format!(
+                    "({max_in_flight}) must be below DATABASE_MAX_CONNECTIONS ({database_max_connections}): each batch in flight holds a connection"
+                ),
+            ));
+        }
+        let linger = env.millis_or("RELAY_LINGER_MS", 0)?;
+        if linger > Duration::from_secs(1) {
+            return Err(ConfigError::new(
+                "RELAY_LINGER_MS",
+                "must be between 0 and 1000",
             ));
         }
         let wait_time_secs = env.parse_or("SQS_WAIT_TIME_SECONDS", 10i32)?;
@@ -203,7 +238,7 @@ impl CommonSettings {
         Ok(CommonSettings {
             port: env.parse_or("PORT", default_port)?,
             database_url: SecretString::from(database_url),
-            database_max_connections: env.parse_or("DATABASE_MAX_CONNECTIONS", 8u32)?,
+            database_max_connections,
             database_acquire_timeout: acquire_timeout,
             relay: RelaySettings {
                 batch_size,
@@ -212,6 +247,8 @@ impl CommonSettings {
                     3600 * env.parse_or("RELAY_RETENTION_HOURS", 24u64)?,
                 ),
                 listen: env.parse_or("RELAY_LISTEN", true)?,
+                max_in_flight,
+                linger,
             },
             consumer: ConsumerSettings {
                 concurrency,
@@ -245,6 +282,8 @@ mod tests {
         assert_eq!(s.port, 8081);
         assert_eq!(s.relay.batch_size, 10);
         assert!(s.relay.listen);
+        assert_eq!(s.relay.max_in_flight, 4);
+        assert_eq!(s.relay.linger, Duration::ZERO);
         assert_eq!(s.consumer.wait_time_secs, 10);
         assert_eq!(s.consumer.visibility_timeout_secs, 30);
         assert_eq!(s.consumer.retry_max_delay, Duration::from_secs(300));
@@ -323,5 +362,56 @@ mod tests {
         )
         .expect_err("must fail");
         assert_eq!(err.name, "RELAY_BATCH_SIZE");
+    }
+
+    #[test]
+    fn publish_calls_in_flight_must_leave_a_pooled_connection_for_the_rest() {
+        let s = CommonSettings::from_env(
+            &env(&[
+                ("DATABASE_URL", "postgres://x"),
+                ("RELAY_MAX_IN_FLIGHT", "1"),
+                ("RELAY_LINGER_MS", "5"),
+            ]),
+            1,
+        )
+        .expect("valid");
+        assert_eq!(s.relay.max_in_flight, 1);
+        assert_eq!(s.relay.linger, Duration::from_millis(5));
+        for (in_flight, pool) in [("0", "8"), ("65", "100"), ("8", "8"), ("9", "8")] {
+            let err = CommonSettings::from_env(
+                &env(&[
+                    ("DATABASE_URL", "postgres://x"),
+                    ("RELAY_MAX_IN_FLIGHT", in_flight),
+                    ("DATABASE_MAX_CONNECTIONS", pool),
+                ]),
+                1,
+            )
+            .expect_err("must fail");
+            assert_eq!(err.name, "RELAY_MAX_IN_FLIGHT", "{in_flight} of {pool}");
+            assert!(!err.to_string().contains('\n'), "{err}");
+        }
+        let s = CommonSettings::from_env(
+            &env(&[
+                ("DATABASE_URL", "postgres://x"),
+                ("RELAY_MAX_IN_FLIGHT", "16"),
+                ("DATABASE_MAX_CONNECTIONS", "20"),
+            ]),
+            1,
+        )
+        .expect("a larger pool allows more in flight");
+        assert_eq!(s.relay.max_in_flight, 16);
+    }
+
+    #[test]
+    fn a_linger_over_a_second_is_refused() {
+        let err = CommonSettings::from_env(
+            &env(&[
+                ("DATABASE_URL", "postgres://x"),
+                ("RELAY_LINGER_MS", "1001"),
+            ]),
+            1,
+        )
+        .expect_err("must fail");
+        assert_eq!(err.name, "RELAY_LINGER_MS");
     }
 }

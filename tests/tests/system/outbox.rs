@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use contracts::events::{Envelope, Event, OrderCancelled};
-use contracts::topology::{Service, topology};
+use contracts::topology::{Chain, Service, Topology};
 use harness::stack::emulator_config;
 use platform::config::RelaySettings;
-use platform::outbox::{OutboxError, Relay, SnsPublisher, enqueue};
+use platform::outbox::{OutboxError, Relay, SnsPublisher, enqueue, store};
 use sqlx::PgPool;
 use testkit::emulator::Emulator;
 use testkit::postgres::Cluster;
@@ -23,10 +23,17 @@ struct Fixture {
     sqs: aws_sdk_sqs::Client,
     sns: aws_sdk_sns::Client,
     topic_arn: String,
+    fifo: bool,
     queue_url: String,
+    emulator_port: u16,
 }
 
 async fn fixture() -> anyhow::Result<Fixture> {
+    fixture_on(Chain::Standard).await
+}
+
+/// The fixture with the orders topic of `chain` and its invoice queue.
+async fn fixture_on(chain: Chain) -> anyhow::Result<Fixture> {
     let logs = tempfile::tempdir()?;
     let (emulator, cluster) = tokio::join!(
         Emulator::start_default(logs.path()),
@@ -34,12 +41,21 @@ async fn fixture() -> anyhow::Result<Fixture> {
     );
     let (emulator, cluster) = (emulator?, cluster?);
     let sdk = emulator_config(&emulator.endpoint()).await;
-    let provisioned = infra::apply(&infra::Clients::from_config(&sdk), &topology()).await?;
+    let topology = Topology::declare(chain);
+    let provisioned = infra::apply(&infra::Clients::from_config(&sdk), &topology).await?;
+    let queue = topology.queues_of(Service::Invoice)[0].name;
     let pool = PgPool::connect(&cluster.admin_url()).await?;
     platform::db::migrate(&pool, sqlx::migrate::Migrator::with_migrations(vec![])).await?;
     Ok(Fixture {
-        topic_arn: provisioned.topics["orders"].clone(),
-        queue_url: provisioned.queues["invoice-orders"].url.clone(),
+        topic_arn: provisioned.topics[topology.topics[0].name].clone(),
+        fifo: topology.topics[0].fifo,
+        queue_url: provisioned.queues[queue].url.clone(),
+        emulator_port: emulator
+            .endpoint()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches('/').parse().ok())
+            .unwrap_or_default(),
         sqs: aws_sdk_sqs::Client::new(&sdk),
         sns: aws_sdk_sns::Client::new(&sdk),
         _logs: logs,
@@ -55,6 +71,8 @@ fn settings() -> RelaySettings {
         poll_interval: Duration::from_millis(200),
         retention: Duration::from_secs(3600),
         listen: true,
+        max_in_flight: 4,
+        linger: Duration::ZERO,
     }
 }
 
@@ -66,7 +84,7 @@ fn spawn_relay(
 ) -> tokio::task::JoinHandle<()> {
     let relay = Relay::new(
         f.pool.clone(),
-        SnsPublisher::new(f.sns.clone(), f.topic_arn.clone(), false),
+        SnsPublisher::new(f.sns.clone(), f.topic_arn.clone(), f.fifo),
         settings,
     );
     tokio::spawn(relay.run(shutdown.clone()))
@@ -126,7 +144,8 @@ async fn two_relays_on_one_outbox_publish_every_committed_event_exactly_once() -
 {
     let f = fixture().await?;
     let mut committed = Vec::new();
-    for _ in 0..30 {
+    // Six batches: each relay has several in flight at once.
+    for _ in 0..60 {
         let env = cancelled();
         let mut tx = f.pool.begin().await?;
         enqueue(&mut tx, &env).await?;
@@ -420,5 +439,268 @@ async fn large_events_that_add_up_past_256_kib_are_all_published() -> anyhow::Re
     for env in &large {
         assert_eq!(seen.get(&env.id), Some(&1), "{} delivered once", env.id);
     }
+    Ok(())
+}
+
+/// An event about `order_id`, written `offset_ms` after `base`: one order's
+/// events get increasing times, as its use cases write them.
+fn event_of(order_id: Uuid, base: chrono::DateTime<chrono::Utc>, offset_ms: i64) -> Envelope {
+    let event = Event::OrderCancelled(OrderCancelled {
+        order_id,
+        customer_id: "c".into(),
+    });
+    let mut envelope = Envelope::new(Service::Order, &event, "test");
+    envelope.time = base + chrono::Duration::milliseconds(offset_ms);
+    envelope
+}
+
+/// Commits `(order, events)` pairs interleaved in time, one transaction per
+/// event; returns each order's event ids in the order they were written.
+async fn commit_orders(
+    pool: &PgPool,
+    orders: &[(Uuid, usize)],
+) -> anyhow::Result<HashMap<Uuid, Vec<Uuid>>> {
+    let base = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let mut written: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+    let mut offset = 0;
+    for step in 0..orders.iter().map(|(_, n)| *n).max().unwrap_or(0) {
+        for (order, events) in orders {
+            if step < *events {
+                let env = event_of(*order, base, offset);
+                offset += 1;
+                let mut tx = pool.begin().await?;
+                enqueue(&mut tx, &env).await?;
+                tx.commit().await?;
+                written.entry(*order).or_default().push(env.id);
+            }
+        }
+    }
+    Ok(written)
+}
+
+/// One claim on a transaction of its own, left open as a batch in flight.
+async fn claim_open(
+    pool: &PgPool,
+    in_order: bool,
+    limit: u32,
+) -> anyhow::Result<(sqlx::Transaction<'static, sqlx::Postgres>, Vec<Uuid>)> {
+    let mut tx = pool.begin().await?;
+    let rows = store::claim(&mut tx, limit, in_order).await?;
+    Ok((tx, rows.iter().map(|r| r.id).collect()))
+}
+
+async fn publish_and_commit(
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    ids: &[Uuid],
+) -> anyhow::Result<()> {
+    store::mark_published(&mut tx, ids).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+fn sorted(mut ids: Vec<Uuid>) -> Vec<Uuid> {
+    ids.sort();
+    ids
+}
+
+/// The FIFO rule against real Postgres, with two claims open at once as two
+/// batches in flight: the second claim takes no order whose earlier event
+/// is still in the first, and an order's next event becomes claimable once
+/// the previous one is committed as published.
+#[tokio::test]
+async fn on_a_fifo_chain_concurrent_claims_take_only_each_orders_next_event() -> anyhow::Result<()>
+{
+    let logs = tempfile::tempdir()?;
+    let cluster = Cluster::start(logs.path()).await?;
+    let pool = PgPool::connect(&cluster.admin_url()).await?;
+    platform::db::migrate(&pool, sqlx::migrate::Migrator::with_migrations(vec![])).await?;
+    let (x, y, z) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let w = commit_orders(&pool, &[(x, 3), (y, 2), (z, 1)]).await?;
+
+    let (first, claimed) = claim_open(&pool, true, 10).await?;
+    assert_eq!(
+        sorted(claimed.clone()),
+        sorted(vec![w[&x][0], w[&y][0], w[&z][0]])
+    );
+    // While the first batch is in flight, a second claim finds every
+    // order's next event behind one not yet published.
+    let (second, nothing) = claim_open(&pool, true, 10).await?;
+    assert_eq!(
+        nothing,
+        Vec::<Uuid>::new(),
+        "a later event of an order in flight"
+    );
+    second.rollback().await?;
+
+    publish_and_commit(first, &claimed).await?;
+    let (third, next) = claim_open(&pool, true, 10).await?;
+    assert_eq!(sorted(next.clone()), sorted(vec![w[&x][1], w[&y][1]]));
+    publish_and_commit(third, &next).await?;
+    let (fourth, last) = claim_open(&pool, true, 10).await?;
+    assert_eq!(last, vec![w[&x][2]]);
+    publish_and_commit(fourth, &last).await?;
+
+    // A refused entry waiting for its retry holds back its own order only.
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    let w = commit_orders(&pool, &[(a, 2), (b, 1)]).await?;
+    let mut tx = pool.begin().await?;
+    store::mark_failed(&mut tx, w[&a][0], "refused", Duration::from_secs(600)).await?;
+    tx.commit().await?;
+    let (tx, claimed) = claim_open(&pool, true, 10).await?;
+    assert_eq!(
+        claimed,
+        vec![w[&b][0]],
+        "a's second event waits for its first"
+    );
+    tx.rollback().await?;
+    Ok(())
+}
+
+/// The standard chain promises no order, and its claims hold each other back
+/// in nothing: a second batch claimed beside one in flight takes the rest,
+/// an order's later events among them, and a row waiting for a retry delays
+/// no other.
+#[tokio::test]
+async fn on_the_standard_chain_a_batch_in_flight_holds_back_no_other_row() -> anyhow::Result<()> {
+    let logs = tempfile::tempdir()?;
+    let cluster = Cluster::start(logs.path()).await?;
+    let pool = PgPool::connect(&cluster.admin_url()).await?;
+    platform::db::migrate(&pool, sqlx::migrate::Migrator::with_migrations(vec![])).await?;
+    let (x, y) = (Uuid::now_v7(), Uuid::now_v7());
+    let w = commit_orders(&pool, &[(x, 4), (y, 2)]).await?;
+    let mut tx = pool.begin().await?;
+    store::mark_failed(&mut tx, w[&y][0], "refused", Duration::from_secs(600)).await?;
+    tx.commit().await?;
+
+    let (first, a) = claim_open(&pool, false, 2).await?;
+    assert_eq!(
+        a,
+        vec![w[&x][0], w[&x][1]],
+        "oldest first, two of one order"
+    );
+    let (second, b) = claim_open(&pool, false, 10).await?;
+    assert_eq!(
+        sorted(b.clone()),
+        sorted(vec![w[&x][2], w[&x][3], w[&y][1]]),
+        "everything due that the first batch did not take"
+    );
+    publish_and_commit(first, &a).await?;
+    publish_and_commit(second, &b).await?;
+    Ok(())
+}
+
+/// Receives from a FIFO queue until `expected` messages arrived, deleting
+/// each (a FIFO group stays blocked while one of its messages is in flight);
+/// returns the event ids per order, in the order they arrived.
+async fn receive_in_order(
+    f: &Fixture,
+    expected: usize,
+) -> anyhow::Result<HashMap<Uuid, Vec<Uuid>>> {
+    let mut arrived: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+    let mut total = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while total < expected {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "only {total} of {expected} events arrived in 60 s"
+        );
+        let out = f
+            .sqs
+            .receive_message()
+            .queue_url(&f.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await?;
+        for m in out.messages() {
+            let env: Envelope = serde_json::from_str(m.body().unwrap_or(""))?;
+            arrived
+                .entry(env.subject.parse()?)
+                .or_default()
+                .push(env.id);
+            total += 1;
+            if let Some(handle) = m.receipt_handle() {
+                f.sqs
+                    .delete_message()
+                    .queue_url(&f.queue_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await?;
+            }
+        }
+    }
+    Ok(arrived)
+}
+
+/// The relay with four batches in flight on the FIFO chain: every order's
+/// events arrive once each and in the order they were written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_in_flight_keep_each_orders_events_in_order_on_the_fifo_chain() -> anyhow::Result<()>
+{
+    let f = fixture_on(Chain::Fifo).await?;
+    anyhow::ensure!(f.fifo, "the FIFO chain has a FIFO topic");
+    let orders: Vec<(Uuid, usize)> = (0..12).map(|i| (Uuid::now_v7(), 2 + i % 3)).collect();
+    let written = commit_orders(&f.pool, &orders).await?;
+    let total = written.values().map(Vec::len).sum();
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut in_flight = settings();
+    in_flight.batch_size = 3;
+    let task = spawn_relay(&f, in_flight, &shutdown);
+    let arrived = receive_in_order(&f, total).await?;
+    shutdown.cancel();
+    task.await?;
+    assert_eq!(arrived, written, "per order, as written, each once");
+    Ok(())
+}
+
+/// Sockets between this host and `port` (either end), from /proc/net/tcp:
+/// each local/remote address pair is one TCP connection, open or recently
+/// closed (TIME_WAIT keeps it listed for a minute).
+fn connections_to(port: u16) -> anyhow::Result<std::collections::HashSet<(String, String)>> {
+    let table = std::fs::read_to_string("/proc/net/tcp")?;
+    let port_of = |addr: &str| u16::from_str_radix(addr.rsplit(':').next().unwrap_or(""), 16).ok();
+    Ok(table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (local, remote, state) = (*cols.get(1)?, *cols.get(2)?, *cols.get(3)?);
+            // 0A is LISTEN: the server's socket, not a connection.
+            let involved = port_of(local) == Some(port) || port_of(remote) == Some(port);
+            (involved && state != "0A").then(|| {
+                // One connection shows up twice (client and server side).
+                let mut pair = [local.to_string(), remote.to_string()];
+                pair.sort();
+                let [a, b] = pair;
+                (a, b)
+            })
+        })
+        .collect())
+}
+
+/// The launcher serves moto with keep-alive: twenty publish calls of one
+/// relay go out on the connection its client opened first, where the stock
+/// server's `Connection: close` made every call a new one.
+#[tokio::test]
+async fn the_relays_publish_calls_share_one_connection_to_the_emulator() -> anyhow::Result<()> {
+    let f = fixture().await?;
+    let relay = Relay::new(
+        f.pool.clone(),
+        SnsPublisher::new(f.sns.clone(), f.topic_arn.clone(), false),
+        settings(),
+    );
+    let before = connections_to(f.emulator_port)?;
+    for _ in 0..20 {
+        let mut tx = f.pool.begin().await?;
+        enqueue(&mut tx, &cancelled()).await?;
+        tx.commit().await?;
+        assert_eq!(relay.publish_once().await?.published, 1);
+    }
+    let opened = connections_to(f.emulator_port)?.difference(&before).count();
+    assert!(
+        opened <= 1,
+        "twenty publish calls opened {opened} connections to the emulator"
+    );
     Ok(())
 }

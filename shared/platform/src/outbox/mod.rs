@@ -14,11 +14,12 @@
 //! - `relay`: the loop that moves rows from the store to the publisher.
 
 pub mod limits;
+pub mod pacing;
 pub mod publisher;
 pub mod relay;
 pub mod store;
 
 pub use limits::{LimitError, MessageAttributes};
 pub use publisher::{EventBridgePublisher, PublishError, Publisher, SnsPublisher};
-pub use relay::Relay;
+pub use relay::{Claimed, Relay};
 pub use store::{OutboxError, OutboxMessage, enqueue};

@@ -3,10 +3,27 @@
 //! One step (`publish_once`) claims a batch with `FOR UPDATE SKIP LOCKED`,
 //! publishes it in one call, marks the entries that succeeded and schedules the
 //! ones that failed for a later attempt, all before the claiming transaction
-//! commits. The loop (`run`) repeats the step while there is work, and
-//! otherwise sleeps until Postgres NOTIFYs a commit on the outbox or the
-//! fallback poll interval passes. While the broker is unreachable it backs off
+//! commits. The loop (`run`) claims batches one after the other and publishes
+//! each on a task of its own, so up to `RELAY_MAX_IN_FLIGHT` publish calls
+//! wait on the broker at once: a broker round trip of 20 ms caps one call at
+//! a time to ten events per 20 ms (500/s), N calls to N times that. When the
+//! outbox is drained the loop sleeps until Postgres NOTIFYs a commit or the
+//! fallback poll interval passes; `pacing` decides when to claim (and when to
+//! linger for a fuller batch). While the broker is unreachable it backs off
 //! exponentially with jitter, up to a cap; nothing is lost, the rows wait.
+//!
+//! Each batch keeps its claiming transaction open across the broker call, so
+//! a crash anywhere loses nothing: until the commit the rows are only locked,
+//! and the lock dies with the connection. The price is one pooled connection
+//! per batch in flight, which the configuration checks against
+//! `DATABASE_MAX_CONNECTIONS`. A lease (a `claimed_until` column, committed
+//! before the call) would free the connection but add a write per batch and a
+//! window where a slow call's lease expires and another batch publishes the
+//! same rows; measured, the open transaction does not cap the throughput
+//! (BENCHMARKS.md), so there is no lease. Batches in flight together hold
+//! disjoint rows (`SKIP LOCKED`), and on a FIFO topic an order's next event is
+//! claimable only once its previous one is committed as published (see
+//! `store::claim`), so concurrency never reorders an order's events.
 //!
 //! Tracing: a batch carries events of different requests, so each event gets
 //! a `publish <destination>` span of its own whose parent is the context
@@ -14,17 +31,21 @@
 //! message leaves with that span's context; the batch's `send` span links to
 //! them. An empty poll makes no span at all.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use opentelemetry::trace::TraceContextExt;
 use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Postgres, Transaction};
+use tokio::task::{JoinError, JoinSet};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use super::pacing::{Next, Pacer};
 use super::publisher::{PublishError, Publisher};
 use super::store::{self, OutboxMessage};
 use crate::config::RelaySettings;
@@ -42,6 +63,8 @@ pub enum RelayError {
     Publish(#[from] PublishError),
     #[error("outbox database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("publish task: {0}")]
+    Task(String),
 }
 
 /// What one step did.
@@ -54,6 +77,22 @@ pub struct Published {
 impl Published {
     pub fn claimed(&self) -> usize {
         self.published + self.failed
+    }
+}
+
+/// A batch claimed and not yet published: its rows are locked by `tx`.
+pub struct Claimed {
+    tx: Transaction<'static, Postgres>,
+    batch: Vec<OutboxMessage>,
+}
+
+impl Claimed {
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
     }
 }
 
@@ -74,6 +113,15 @@ impl<P: Publisher> Relay<P> {
 
     /// Claims one batch, publishes it and records each entry's outcome.
     pub async fn publish_once(&self) -> Result<Published, RelayError> {
+        match self.claim().await? {
+            Some(claimed) => self.publish_claimed(claimed).await,
+            None => Ok(Published::default()),
+        }
+    }
+
+    /// Claims a batch: its rows stay locked by the returned transaction until
+    /// it is published. `None` when no row is due.
+    pub async fn claim(&self) -> Result<Option<Claimed>, RelayError> {
         let mut tx = self.pool.begin().await?;
         let batch = store::claim(
             &mut tx,
@@ -83,8 +131,14 @@ impl<P: Publisher> Relay<P> {
         .await?;
         if batch.is_empty() {
             tx.rollback().await?;
-            return Ok(Published::default());
+            return Ok(None);
         }
+        Ok(Some(Claimed { tx, batch }))
+    }
+
+    /// Publishes a claimed batch, records each entry's outcome and commits.
+    pub async fn publish_claimed(&self, claimed: Claimed) -> Result<Published, RelayError> {
+        let Claimed { tx, batch } = claimed;
         let span = tracing::info_span!(
             "relay.batch",
             otel.name = format!("send {}", self.publisher.destination_name()),
@@ -226,44 +280,110 @@ impl<P: Publisher> Relay<P> {
         span
     }
 
-    /// Runs until `shutdown` is cancelled; the batch in progress is finished first.
+    /// Runs until `shutdown` is cancelled; the batches in flight are
+    /// finished first. Claims are made here, one after the other; each
+    /// claimed batch is published on a task of its own, up to
+    /// `max_in_flight` at once (see `pacing`).
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut listener = match self.settings.listen {
-            true => self.listen().await,
+        let relay = Arc::new(self);
+        let settings = relay.settings.clone();
+        let mut listener = match settings.listen {
+            true => relay.listen().await,
             false => None,
         };
+        let mut pacer = Pacer::new(
+            settings.max_in_flight,
+            settings.batch_size,
+            settings.linger,
+            settings.poll_interval,
+            Instant::now(),
+        );
+        let mut in_flight: JoinSet<Result<Published, RelayError>> = JoinSet::new();
         let mut backoff = new_backoff();
-        let mut last_prune = tokio::time::Instant::now();
+        let mut last_prune = Instant::now();
+        let mut listener_down_until: Option<Instant> = None;
         while !shutdown.is_cancelled() {
-            let wait = match self.publish_once().await {
-                Ok(step) => {
-                    backoff = new_backoff();
-                    if step.claimed() as u32 >= self.settings.batch_size {
-                        continue;
-                    }
-                    None
-                }
-                Err(e) => {
-                    let delay = backoff.next().unwrap_or(MAX_BACKOFF);
-                    tracing::warn!(error = %e, retry_in = ?delay, "relay step failed; backing off");
-                    Some(delay)
-                }
-            };
-            if last_prune.elapsed() >= PRUNE_EVERY {
-                last_prune = tokio::time::Instant::now();
-                self.prune().await;
+            while let Some(done) = in_flight.try_join_next() {
+                relay.finished(done, &mut pacer, &mut backoff);
             }
-            match wait {
-                Some(delay) => {
+            match pacer.next(Instant::now()) {
+                Next::Claim => match relay.claim().await {
+                    Ok(claimed) => {
+                        pacer.claimed(claimed.as_ref().map_or(0, Claimed::len), Instant::now());
+                        if let Some(claimed) = claimed {
+                            let relay = relay.clone();
+                            in_flight.spawn(async move { relay.publish_claimed(claimed).await });
+                        }
+                    }
+                    Err(e) => relay.failed(&e, false, &mut pacer, &mut backoff),
+                },
+                Next::Wait(until) => {
+                    let listening = listener
+                        .as_mut()
+                        .filter(|_| listener_down_until.is_none_or(|t| Instant::now() >= t));
                     tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.cancelled() => {}
+                        Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                            relay.finished(done, &mut pacer, &mut backoff);
+                        }
+                        received = recv(listening) => match received {
+                            Ok(()) => {
+                                pacer.notified();
+                                listener_down_until = None;
+                            }
+                            Err(e) => {
+                                // The listener reconnects on the next recv; meanwhile
+                                // the poll interval keeps the relay going.
+                                tracing::debug!(error = %e, "outbox listener interrupted");
+                                listener_down_until = Some(Instant::now() + settings.poll_interval);
+                            }
+                        },
+                        _ = sleep_until(until.into_iter().chain(listener_down_until).min()) => {}
                     }
                 }
-                None => self.wait_for_work(&mut listener, &shutdown).await,
+            }
+            if last_prune.elapsed() >= PRUNE_EVERY {
+                last_prune = Instant::now();
+                relay.prune().await;
             }
         }
+        while let Some(done) = in_flight.join_next().await {
+            relay.finished(done, &mut pacer, &mut backoff);
+        }
         tracing::info!("relay stopped");
+    }
+
+    /// Records how a batch in flight ended.
+    fn finished(
+        &self,
+        done: Result<Result<Published, RelayError>, JoinError>,
+        pacer: &mut Pacer,
+        backoff: &mut Backoff,
+    ) {
+        match done {
+            Ok(Ok(_)) => {
+                pacer.published();
+                *backoff = new_backoff();
+            }
+            Ok(Err(e)) => self.failed(&e, true, pacer, backoff),
+            Err(e) => {
+                // A panic in a publish task: its transaction rolled back, so
+                // the rows wait unpublished; treat it as a failed step.
+                let e = RelayError::Task(e.to_string());
+                self.failed(&e, true, pacer, backoff)
+            }
+        }
+    }
+
+    fn failed(&self, e: &RelayError, in_flight: bool, pacer: &mut Pacer, backoff: &mut Backoff) {
+        let now = Instant::now();
+        if pacer.failed(in_flight, now) {
+            let delay = backoff.next().unwrap_or(MAX_BACKOFF);
+            tracing::warn!(error = %e, retry_in = ?delay, "relay step failed; backing off");
+            pacer.back_off(delay, now);
+        } else {
+            tracing::debug!(error = %e, "relay step failed while backing off");
+        }
     }
 
     async fn listen(&self) -> Option<PgListener> {
@@ -283,36 +403,6 @@ impl<P: Publisher> Relay<P> {
         }
     }
 
-    /// Sleeps until a commit is notified, the poll interval passes or shutdown.
-    async fn wait_for_work(&self, listener: &mut Option<PgListener>, shutdown: &CancellationToken) {
-        let poll = tokio::time::sleep(self.settings.poll_interval);
-        match listener {
-            Some(l) => {
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    _ = poll => {}
-                    received = l.recv() => {
-                        if let Err(e) = received {
-                            // The listener reconnects on the next recv; meanwhile
-                            // the poll interval keeps the relay going.
-                            tracing::debug!(error = %e, "outbox listener interrupted");
-                            tokio::select! {
-                                _ = shutdown.cancelled() => {}
-                                _ = tokio::time::sleep(self.settings.poll_interval) => {}
-                            }
-                        }
-                    }
-                }
-            }
-            None => {
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    _ = poll => {}
-                }
-            }
-        }
-    }
-
     async fn prune(&self) {
         let result = async {
             let mut conn = self.pool.acquire().await?;
@@ -327,17 +417,37 @@ impl<P: Publisher> Relay<P> {
     }
 }
 
+/// Waits for a NOTIFY, or forever without a listener.
+async fn recv(listener: Option<&mut PgListener>) -> Result<(), sqlx::Error> {
+    match listener {
+        Some(l) => l.recv().await.map(|_| ()),
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+type Backoff = Box<dyn Iterator<Item = Duration> + Send>;
+
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Exponential backoff with jitter for whole-step failures, capped.
-fn new_backoff() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(MAX_BACKOFF)
-        .with_jitter()
-        .without_max_times()
-        .build()
+fn new_backoff() -> Backoff {
+    Box::new(
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(MAX_BACKOFF)
+            .with_jitter()
+            .without_max_times()
+            .build(),
+    )
 }
 
 /// When a single refused entry is tried again: doubles per attempt, capped.

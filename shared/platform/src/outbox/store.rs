@@ -136,18 +136,34 @@ macro_rules! claim_rows {
             "coalesce(payload->>'subject', '') AS subject, created_at, attempts FROM outbox o ",
             "WHERE published_at IS NULL AND next_attempt_at <= now() ",
             $condition,
-            " ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED"
+            " ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED"
         )
     };
 }
 
 /// Locks up to `limit` unpublished rows that are due, oldest first. Rows locked
-/// by another relay are skipped, so replicas share the work without overlap.
+/// by another claim are skipped, so relays (and the batches one relay has in
+/// flight at once) share the work without overlap.
 ///
-/// With `in_subject_order`, a row is claimed only when no older row about the
-/// same order is still unpublished (claimed by another relay, or waiting for a
-/// retry), so one order's events reach a FIFO topic in the order they were
-/// written, whatever the number of relays.
+/// With `in_subject_order` (a FIFO topic), a row is claimed only when it is
+/// its order's *head*: no older row about the same order is still
+/// unpublished, whether it waits for a retry, sits in this claim's own
+/// candidates, or is locked by another claim whose publish is in flight.
+/// Each batch then holds at most one event per order, and an order's next
+/// event can only be claimed by a claim whose snapshot already shows the
+/// previous one committed as published, which the relay does only after
+/// the broker accepted it. So concurrent claims never publish a later event
+/// of an order before an earlier one, whatever the number of batches in
+/// flight or of relays. (Under READ COMMITTED, a claim whose snapshot
+/// predates that commit still sees the older row unpublished and leaves the
+/// newer one; the older row itself is then either locked, and skipped, or
+/// re-checked after the commit and found published.) Rows are ordered by
+/// `created_at` and then by id (a UUID v7), so two events of one order
+/// written in the same instant still have an order.
+///
+/// Without it (the standard chain, which promises no order) every due row is
+/// a candidate: a row waiting for a retry or locked by another batch holds
+/// back nothing else.
 pub async fn claim(
     tx: &mut Transaction<'_, Postgres>,
     limit: u32,
@@ -156,7 +172,8 @@ pub async fn claim(
     let sql = if in_subject_order {
         claim_rows!(
             "AND NOT EXISTS (SELECT 1 FROM outbox older WHERE older.published_at IS NULL \
-             AND older.payload->>'subject' = o.payload->>'subject' AND older.created_at < o.created_at)"
+             AND older.payload->>'subject' = o.payload->>'subject' \
+             AND (older.created_at, older.id) < (o.created_at, o.id))"
         )
     } else {
         claim_rows!("")
