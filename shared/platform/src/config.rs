@@ -145,6 +145,9 @@ pub struct ConsumerSettings {
     /// `CONSUMER_RETRY_MAX_DELAY_SECS`, default 300: the cap on the growing
     /// delay before a failed message is tried again.
     pub retry_max_delay: Duration,
+    /// `CONSUMER_READ_AHEAD`, default true: each poll task sends its next
+    /// receive while it handles a batch, so it holds up to two batches.
+    pub read_ahead: bool,
 }
 
 impl CommonSettings {
@@ -255,6 +258,7 @@ impl CommonSettings {
                 wait_time_secs,
                 visibility_timeout_secs,
                 retry_max_delay: Duration::from_secs(retry_max_delay_secs),
+                read_ahead: env.parse_or("CONSUMER_READ_AHEAD", true)?,
             },
             // A stopping consumer lets its long poll in flight return: the
             // default leaves room for the longest poll and its batch.
@@ -287,6 +291,7 @@ mod tests {
         assert_eq!(s.consumer.wait_time_secs, 10);
         assert_eq!(s.consumer.visibility_timeout_secs, 30);
         assert_eq!(s.consumer.retry_max_delay, Duration::from_secs(300));
+        assert!(s.consumer.read_ahead);
         assert_eq!(s.metrics_sample_interval, Duration::from_secs(15));
     }
 
@@ -351,6 +356,29 @@ mod tests {
         )
         .expect_err("must fail");
         assert_eq!(err.name, "RELAY_LISTEN");
+        assert!(!err.to_string().contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn read_ahead_can_be_turned_off_and_a_bad_value_is_one_line() {
+        let s = CommonSettings::from_env(
+            &env(&[
+                ("DATABASE_URL", "postgres://x"),
+                ("CONSUMER_READ_AHEAD", "false"),
+            ]),
+            1,
+        )
+        .expect("valid");
+        assert!(!s.consumer.read_ahead);
+        let err = CommonSettings::from_env(
+            &env(&[
+                ("DATABASE_URL", "postgres://x"),
+                ("CONSUMER_READ_AHEAD", "off"),
+            ]),
+            1,
+        )
+        .expect_err("must fail");
+        assert_eq!(err.name, "CONSUMER_READ_AHEAD");
         assert!(!err.to_string().contains('\n'), "{err}");
     }
 

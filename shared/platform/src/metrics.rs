@@ -17,6 +17,9 @@
 //! | `consumer_messages_duplicates_total` | `queue` | duplicates skipped by the inbox |
 //! | `consumer_messages_failed_total` | `queue`, `outcome` | `retry` (left for a later attempt), `unavailable` (left because the service's database did not answer; receiving pauses) or `dead_letter` (sent to the DLQ) |
 //! | `consumer_handler_duration_seconds` | `queue` | inbox transaction with the handler (histogram) |
+//! | `consumer_messages_deleted_total` | `queue` | messages deleted after their effect committed (or was found a duplicate) |
+//! | `consumer_delete_batch_size` | `queue` | receipts per `DeleteMessageBatch` (histogram): above one when deletes of several polls share a call |
+//! | `consumer_deletes_lost_total` | `queue` | deletes refused or given up after retries: each message comes back and the inbox skips it |
 //! | `consumer_dlq_depth` | `queue` | messages in the queue's DLQ (sampled) |
 //! | `http_requests_total` | `method`, `route`, `status` | requests answered |
 //! | `http_request_duration_seconds` | `method`, `route` | request latency (histogram) |
@@ -104,6 +107,9 @@ pub struct ConsumerMetrics {
     pub duplicates: Family<QueueLabels, Counter>,
     pub failed: Family<FailureLabels, Counter>,
     pub handler_duration: HistogramFamily<QueueLabels>,
+    pub deleted: Family<QueueLabels, Counter>,
+    pub delete_batch_size: HistogramFamily<QueueLabels>,
+    pub deletes_lost: Family<QueueLabels, Counter>,
     pub dlq_depth: Family<QueueLabels, Gauge>,
 }
 
@@ -178,6 +184,9 @@ impl Metrics {
             duplicates: Family::default(),
             failed: Family::default(),
             handler_duration: Family::new_with_constructor(latency),
+            deleted: Family::default(),
+            delete_batch_size: Family::new_with_constructor(batch_size),
+            deletes_lost: Family::default(),
             dlq_depth: Family::default(),
         };
         registry.register(
@@ -205,6 +214,21 @@ impl Metrics {
             "The inbox transaction with the handler, per message",
             Unit::Seconds,
             consumer.handler_duration.clone(),
+        );
+        registry.register(
+            "consumer_messages_deleted",
+            "Messages deleted after their effect committed or was found a duplicate",
+            consumer.deleted.clone(),
+        );
+        registry.register(
+            "consumer_delete_batch_size",
+            "Receipts per DeleteMessageBatch call",
+            consumer.delete_batch_size.clone(),
+        );
+        registry.register(
+            "consumer_deletes_lost",
+            "Deletes refused or given up after retries; the messages come back and the inbox skips them",
+            consumer.deletes_lost.clone(),
         );
         registry.register(
             "consumer_dlq_depth",
@@ -252,6 +276,8 @@ impl Metrics {
             &self.consumer.received,
             &self.consumer.processed,
             &self.consumer.duplicates,
+            &self.consumer.deleted,
+            &self.consumer.deletes_lost,
         ] {
             counter.get_or_create(&labels).inc_by(0);
         }
@@ -275,6 +301,25 @@ pub const FAILED_DEAD_LETTER: &str = "dead_letter";
 impl ConsumerMetrics {
     pub fn received(&self, queue: &'static str, count: usize) {
         self.received
+            .get_or_create(&QueueLabels { queue })
+            .inc_by(count as u64);
+    }
+
+    /// One `DeleteMessageBatch` of `receipts` entries is about to be sent.
+    pub fn delete_batch(&self, queue: &'static str, receipts: usize) {
+        self.delete_batch_size
+            .get_or_create(&QueueLabels { queue })
+            .observe(receipts as f64);
+    }
+
+    pub fn deleted(&self, queue: &'static str, count: usize) {
+        self.deleted
+            .get_or_create(&QueueLabels { queue })
+            .inc_by(count as u64);
+    }
+
+    pub fn delete_lost(&self, queue: &'static str, count: usize) {
+        self.deletes_lost
             .get_or_create(&QueueLabels { queue })
             .inc_by(count as u64);
     }
@@ -345,6 +390,8 @@ mod tests {
         for line in [
             "consumer_messages_duplicates_total{queue=\"test-queue\"} 1",
             "consumer_messages_processed_total{queue=\"test-queue\"} 0",
+            "consumer_messages_deleted_total{queue=\"test-queue\"} 0",
+            "consumer_deletes_lost_total{queue=\"test-queue\"} 0",
             "consumer_messages_failed_total{queue=\"test-queue\",outcome=\"dead_letter\"} 0",
             "http_requests_total{method=\"POST\",route=\"/orders\",status=\"202\"} 1",
             "http_request_duration_seconds_count{method=\"POST\",route=\"/orders\"} 1",

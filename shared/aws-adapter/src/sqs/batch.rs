@@ -25,6 +25,10 @@ pub struct FailedEntry {
     /// Its position among the receipts given.
     pub index: usize,
     pub code: String,
+    /// SQS's `SenderFault`: the entry itself is wrong (a receipt handle that
+    /// expired or is invalid) and sending it again cannot help. `false` is
+    /// SQS's own trouble, worth another try.
+    pub sender_fault: bool,
 }
 
 /// Deletes the messages of `receipts` (at most `MAX_BATCH`) in one call.
@@ -111,6 +115,7 @@ fn failed_entries(failed: &[BatchResultErrorEntry]) -> Vec<FailedEntry> {
         .map(|f| FailedEntry {
             index: f.id().parse().unwrap_or(usize::MAX),
             code: f.code().to_string(),
+            sender_fault: f.sender_fault(),
         })
         .collect()
 }
@@ -131,7 +136,8 @@ mod tests {
             failed_entries(&[failed]),
             vec![FailedEntry {
                 index: 2,
-                code: "ReceiptHandleIsInvalid".into()
+                code: "ReceiptHandleIsInvalid".into(),
+                sender_fault: true,
             }]
         );
     }

@@ -3,46 +3,33 @@
 //! For each message `disposition` decides (first whether to try it, then what
 //! its outcome asks for) and this file carries the decision out: the DLQ copy,
 //! the retry's visibility, the delete, and a count of every outcome in the
-//! `consumer_*` metrics. The done messages are deleted together at the end,
-//! each only after its effect committed. A heartbeat keeps the messages not yet
+//! `consumer_*` metrics. The done messages are handed to the worker's deleter
+//! together at the end, each only after its effect committed; the worker does
+//! not wait for the delete call. The heartbeat keeps the messages not yet
 //! decided invisible meanwhile.
 
 use aws_adapter::sqs;
 use aws_sdk_sqs::types::Message;
 use tracing::{Instrument, Span};
 
+use super::acks::Acks;
 use super::disposition::{Batch, Decision, Disposition, Happened, Step, decide};
-use super::heartbeat::{self, InFlight};
-use super::{ConsumeError, Consumer, Handler, PollOutcome};
+use super::heartbeat::InFlight;
+use super::{Consumer, Handler, PollOutcome};
 use crate::metrics::{
     self, FAILED_DEAD_LETTER, FAILED_RETRY, FAILED_UNAVAILABLE, FailureLabels, QueueLabels,
 };
 
 impl<H: Handler> Consumer<H> {
-    /// Disposes of every message of a received batch, then deletes the done
-    /// ones, with the heartbeat running until then.
+    /// Disposes of every message of a received batch, then hands the done
+    /// ones to `acks` to be deleted. Each message leaves `in_flight` (the
+    /// heartbeat's set) once its fate is decided.
     pub(super) async fn handle_batch(
         &self,
         messages: &[Message],
-    ) -> Result<PollOutcome, ConsumeError> {
-        let in_flight = InFlight::of(messages);
-        let heartbeat = heartbeat::beat(
-            &self.sqs,
-            &self.queue_url,
-            self.visibility_timeout_secs,
-            &in_flight,
-        );
-        tokio::select! {
-            outcome = self.dispose_batch(messages, &in_flight) => outcome,
-            never = heartbeat => match never {},
-        }
-    }
-
-    async fn dispose_batch(
-        &self,
-        messages: &[Message],
         in_flight: &InFlight,
-    ) -> Result<PollOutcome, ConsumeError> {
+        acks: &Acks,
+    ) -> PollOutcome {
         metrics::get()
             .consumer
             .received(self.queue.name, messages.len());
@@ -79,8 +66,14 @@ impl<H: Handler> Consumer<H> {
             batch.record(group, &disposition);
             outcome.dispositions.push(disposition);
         }
-        self.delete(&to_delete).await?;
-        Ok(outcome)
+        // Deleted together, after every effect of the batch committed; on a
+        // FIFO queue a done message holds its group until then, as it did
+        // when the worker waited for the delete.
+        for receipt in &to_delete {
+            in_flight.remove(receipt).await;
+        }
+        acks.delete(to_delete);
+        outcome
     }
 
     /// Does what `decision` says to `message`, adding its receipt to
@@ -100,7 +93,11 @@ impl<H: Handler> Consumer<H> {
                 to_delete.push(receipt.to_string());
                 disposition
             }
-            Step::Leave => disposition,
+            Step::Leave => {
+                // It comes back when its visibility timeout ends.
+                in_flight.remove(receipt).await;
+                disposition
+            }
             Step::DeadLetter => {
                 let reason = disposition.reason().unwrap_or_default();
                 match sqs::send_dead_letter(
@@ -117,6 +114,7 @@ impl<H: Handler> Consumer<H> {
                         disposition
                     }
                     Err(e) => {
+                        in_flight.remove(receipt).await;
                         tracing::warn!(error = %e.cause, "cannot send to the DLQ; leaving the message for redrive");
                         // Decided again: a retry left as it is (`Step::Leave`),
                         // so nothing more to do here.
@@ -143,21 +141,6 @@ impl<H: Handler> Consumer<H> {
                 disposition
             }
         }
-    }
-
-    async fn delete(&self, receipts: &[String]) -> Result<(), ConsumeError> {
-        let out = sqs::delete_batch(&self.sqs, &self.queue_url, receipts)
-            .await
-            .map_err(|e| ConsumeError(format!("delete: {}", e.cause)))?;
-        for failed in out.failed {
-            // The effect is committed; a redelivery will be skipped by the inbox.
-            tracing::warn!(
-                id = failed.index,
-                code = failed.code,
-                "delete failed; the redelivery will be a duplicate"
-            );
-        }
-        Ok(())
     }
 }
 

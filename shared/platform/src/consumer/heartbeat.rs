@@ -1,10 +1,14 @@
-//! Keeping a batch's messages invisible while it is being handled.
+//! Keeping the messages a worker holds invisible while it holds them.
 //!
 //! A handler slower than the visibility timeout must not let a second
 //! consumer start the same message. So every half visibility timeout, the
-//! messages of the batch not yet deleted or left for a retry get a whole
-//! timeout more, in one batch call. A message leaves the set when its fate is
-//! decided: from then on its visibility is the retry's, or it is deleted.
+//! messages the worker holds get a whole timeout more, in batch calls of ten.
+//! A worker holds the batch it is handling and, with read-ahead, the batch
+//! its next poll brought while the first was handled: both are in the set
+//! from the moment their receive returns (the poll adds them itself), so a
+//! read-ahead batch waiting behind a slow one is kept hidden as well. A
+//! message leaves the set when its fate is decided: from then on its
+//! visibility is the retry's, or it is on its way to being deleted.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -13,17 +17,18 @@ use aws_adapter::sqs;
 use aws_sdk_sqs::types::Message;
 use tokio::sync::Mutex;
 
-/// The receipts of the batch's messages still being handled.
+/// The receipts of the messages a worker holds and has not decided on yet.
+#[derive(Default)]
 pub(super) struct InFlight(Mutex<Vec<String>>);
 
 impl InFlight {
-    pub(super) fn of(messages: &[Message]) -> Self {
-        InFlight(Mutex::new(
+    /// Starts extending `messages`.
+    pub(super) async fn add(&self, messages: &[Message]) {
+        self.0.lock().await.extend(
             messages
                 .iter()
-                .filter_map(|m| m.receipt_handle().map(str::to_string))
-                .collect(),
-        ))
+                .filter_map(|m| m.receipt_handle().map(str::to_string)),
+        );
     }
 
     /// Stops extending `receipt`. Waits for an extension being sent, so that
@@ -31,10 +36,15 @@ impl InFlight {
     pub(super) async fn remove(&self, receipt: &str) {
         self.0.lock().await.retain(|r| r != receipt);
     }
+
+    #[cfg(test)]
+    async fn held(&self) -> Vec<String> {
+        self.0.lock().await.clone()
+    }
 }
 
 /// Every half `visibility_secs`, extends the visibility of the messages
-/// `in_flight` by `visibility_secs`. Never returns: the batch's end drops it.
+/// `in_flight` by `visibility_secs`. Never returns: the worker's end drops it.
 pub(super) async fn beat(
     client: &aws_sdk_sqs::Client,
     queue_url: &str,
@@ -47,18 +57,40 @@ pub(super) async fn beat(
         // Held until the extension is sent: a message leaving for a retry
         // waits for it, so its own (later) visibility change wins.
         let receipts = in_flight.0.lock().await;
-        if receipts.is_empty() {
-            continue;
+        for chunk in receipts.chunks(sqs::MAX_BATCH) {
+            match sqs::change_visibility_batch(client, queue_url, chunk, visibility_secs).await {
+                Ok(out) => tracing::debug!(
+                    extended = out.succeeded,
+                    failed = out.failed.len(),
+                    "visibility extended for slow messages"
+                ),
+                // The next beat tries again; at worst a message is redelivered
+                // and the inbox makes it a duplicate.
+                Err(e) => tracing::warn!(error = %e.cause, "cannot extend visibility"),
+            }
         }
-        match sqs::change_visibility_batch(client, queue_url, &receipts, visibility_secs).await {
-            Ok(out) => tracing::debug!(
-                extended = out.succeeded,
-                failed = out.failed.len(),
-                "visibility extended for slow messages"
-            ),
-            // The next beat tries again; at worst a message is redelivered
-            // and the inbox makes it a duplicate.
-            Err(e) => tracing::warn!(error = %e.cause, "cannot extend visibility"),
-        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(receipt: &str) -> Message {
+        Message::builder().receipt_handle(receipt).build()
+    }
+
+    #[tokio::test]
+    async fn a_read_ahead_batch_joins_the_one_being_handled_until_each_is_decided() {
+        let in_flight = InFlight::default();
+        in_flight.add(&[message("a"), message("b")]).await;
+        // The read-ahead poll returns while `a` and `b` are still handled.
+        in_flight
+            .add(&[message("c"), Message::builder().build()])
+            .await;
+        assert_eq!(in_flight.held().await, ["a", "b", "c"]);
+        in_flight.remove("a").await;
+        in_flight.remove("c").await;
+        assert_eq!(in_flight.held().await, ["b"]);
     }
 }
