@@ -14,7 +14,10 @@
 #     cargo-machete (unused dependencies) and cargo-deny (licences, bans,
 #     sources);
 #   - the AsyncAPI CLI, pinned, from npm into .tools/asyncapi, which validates
-#     contracts/asyncapi.json.
+#     contracts/asyncapi.json;
+#   - the infrastructure scanners, pinned, in a venv of their own (.venv-iac):
+#     checkov (the CloudFormation templates) and parliament (the roles' IAM
+#     policies).
 # Safe to run again: it checks before it installs. Needs root or sudo only when
 # an OS package is missing.
 set -euo pipefail
@@ -182,4 +185,23 @@ cargo_tool() { # crate version: builds crate@version into .tools/bin unless it i
 cargo_tool cargo-machete "$CARGO_MACHETE_VERSION"
 cargo_tool cargo-deny "$CARGO_DENY_VERSION"
 
-say "ready: moto $MOTO_VERSION, cfn-lint, hadolint, check-jsonschema, dclint, docker-compose, cargo-machete, cargo-deny, @asyncapi/cli, PostgreSQL binaries"
+# --- infrastructure scanners (scripts/hygiene.sh), in a venv of their own -------
+# checkov pins dozens of packages (boto3 among them) that moto's .venv must not
+# share; parliament needs nothing checkov does not already have. About a minute.
+CHECKOV_VERSION="3.3.30"
+PARLIAMENT_VERSION="1.6.4"
+if ! .venv-iac/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('checkov') != '$CHECKOV_VERSION' or m.version('parliament') != '$PARLIAMENT_VERSION')" 2>/dev/null; then
+    if [ ! -x .venv-iac/bin/python ]; then
+        if ! python3 -m venv .venv-iac >/dev/null 2>&1; then
+            rm -rf .venv-iac
+            apt_install python3-venv
+            python3 -m venv .venv-iac
+        fi
+    fi
+    say "installing checkov==$CHECKOV_VERSION and parliament==$PARLIAMENT_VERSION into .venv-iac"
+    .venv-iac/bin/pip install --quiet --disable-pip-version-check \
+        "checkov==$CHECKOV_VERSION" "parliament==$PARLIAMENT_VERSION"
+fi
+# --- end of the infrastructure scanners ------------------------------------------
+
+say "ready: moto $MOTO_VERSION, cfn-lint, hadolint, check-jsonschema, dclint, docker-compose, cargo-machete, cargo-deny, @asyncapi/cli, checkov, parliament, PostgreSQL binaries"

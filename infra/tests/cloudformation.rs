@@ -1,5 +1,6 @@
 //! The CloudFormation templates: committed as rendered, clean under cfn-lint,
-//! and deployed through moto's CloudFormation, where they must deliver.
+//! every checkov skip justified, and deployed through moto's CloudFormation,
+//! where they must deliver.
 //!
 //! moto 5.2.5's CloudFormation creates topics, queues, the key and its alias,
 //! the bus, rules with their targets, the archive and the IAM roles. It skips
@@ -62,6 +63,41 @@ fn cfn_lint_finds_nothing_in_the_templates() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// checkov (scripts/hygiene.sh) honours a skip in a resource's `Metadata`
+/// with or without a reason: a check may be skipped only where it does not
+/// apply, and the skip must say why.
+#[test]
+fn every_checkov_skip_in_the_templates_says_why() {
+    for chain in [Chain::Standard, Chain::Fifo] {
+        let path = template_dir().join(cloudformation::file_name(chain));
+        let template: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{} is JSON: {e}", path.display()));
+        let resources = template["Resources"].as_object().expect("resources");
+        for (id, resource) in resources {
+            let Some(skips) = resource.pointer("/Metadata/checkov/skip") else {
+                continue;
+            };
+            let skips = skips
+                .as_array()
+                .unwrap_or_else(|| panic!("{id}: checkov's skip is a list, not {skips}"));
+            for skip in skips {
+                let check = skip["id"].as_str().unwrap_or_default();
+                let reason = skip["comment"].as_str().unwrap_or_default().trim();
+                assert!(
+                    check.starts_with("CKV"),
+                    "{}: {id} skips no named check: {skip}",
+                    path.display()
+                );
+                assert!(
+                    reason.split_whitespace().count() >= 3,
+                    "{}: {id} skips {check} without saying why it does not apply: {skip}",
+                    path.display()
+                );
+            }
+        }
+    }
 }
 
 #[tokio::test]

@@ -1,0 +1,137 @@
+"""Writes each IAM role's inline policies out of CloudFormation templates, for parliament.
+
+parliament reads plain IAM policies: it checks every action against the
+format of the resource ARNs it is granted on, every condition key against the
+actions, and more. The templates reference their resources (`Fn::GetAtt`,
+`Ref`, `Fn::Sub`), so each reference is resolved to what the resource would
+be in a sample account and region, from its type and its name. A reference of
+a kind this script does not know stops the run: a policy is never left out of
+the check, nor checked with a made-up ARN.
+
+    python iam_policies.py OUT_DIR TEMPLATE...
+
+writes OUT_DIR/<template>.<role>.<policy>.json (`messaging-standard.OrderServiceRole.messaging.json`)
+and prints one line per policy written. Only the standard library: it runs
+with the interpreter of the scanners' venv.
+"""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+PSEUDO = {
+    "AWS::Partition": "aws",
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+    "AWS::StackName": "messaging",
+    "AWS::URLSuffix": "amazonaws.com",
+}
+SAMPLE_KEY_ID = "1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+class Unresolvable(Exception):
+    pass
+
+
+def prefix(service):
+    return f"arn:aws:{service}:{PSEUDO['AWS::Region']}:{PSEUDO['AWS::AccountId']}"
+
+
+def named(resource, prop):
+    name = resource.get("Properties", {}).get(prop)
+    if not isinstance(name, str):
+        raise Unresolvable(f"{resource['Type']} without a literal {prop}")
+    return name
+
+
+# What `Fn::GetAtt [id, attribute]` gives, by resource type and attribute.
+ATTRIBUTES = {
+    ("AWS::SQS::Queue", "Arn"): lambda r: f"{prefix('sqs')}:{named(r, 'QueueName')}",
+    ("AWS::SQS::Queue", "QueueName"): lambda r: named(r, "QueueName"),
+    ("AWS::SNS::Topic", "TopicArn"): lambda r: f"{prefix('sns')}:{named(r, 'TopicName')}",
+    ("AWS::SNS::Topic", "TopicName"): lambda r: named(r, "TopicName"),
+    ("AWS::KMS::Key", "Arn"): lambda r: f"{prefix('kms')}:key/{SAMPLE_KEY_ID}",
+    ("AWS::KMS::Key", "KeyId"): lambda r: SAMPLE_KEY_ID,
+    ("AWS::Events::EventBus", "Arn"): lambda r: f"{prefix('events')}:event-bus/{named(r, 'Name')}",
+    ("AWS::Events::EventBus", "Name"): lambda r: named(r, "Name"),
+}
+
+# What `Ref id` gives, by resource type (a queue's URL, not its ARN: a policy
+# that grants on a queue's Ref is wrong, and parliament should say so).
+REFS = {
+    "AWS::SQS::Queue": lambda r: "https://sqs.{}.amazonaws.com/{}/{}".format(
+        PSEUDO["AWS::Region"], PSEUDO["AWS::AccountId"], named(r, "QueueName")
+    ),
+    "AWS::SNS::Topic": ATTRIBUTES[("AWS::SNS::Topic", "TopicArn")],
+    "AWS::KMS::Key": ATTRIBUTES[("AWS::KMS::Key", "KeyId")],
+    "AWS::Events::EventBus": ATTRIBUTES[("AWS::Events::EventBus", "Name")],
+}
+
+
+def resolve(value, resources):
+    if isinstance(value, list):
+        return [resolve(v, resources) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        (key, arg), = value.items()
+        if key == "Ref":
+            return ref(arg, resources)
+        if key == "Fn::GetAtt":
+            return get_att(arg[0], arg[1], resources)
+        if key == "Fn::Sub" and isinstance(arg, str):
+            return re.sub(r"\$\{([^}]+)\}", lambda m: sub_var(m.group(1), resources), arg)
+        if key.startswith("Fn::"):
+            raise Unresolvable(f"{key} is not resolved by this script")
+    return {k: resolve(v, resources) for k, v in value.items()}
+
+
+def ref(name, resources):
+    if name in PSEUDO:
+        return PSEUDO[name]
+    resource = resources.get(name)
+    if resource is None or resource["Type"] not in REFS:
+        raise Unresolvable(f"Ref {name}")
+    return REFS[resource["Type"]](resource)
+
+
+def get_att(name, attribute, resources):
+    resource = resources.get(name)
+    rule = resource and ATTRIBUTES.get((resource["Type"], attribute))
+    if rule is None:
+        raise Unresolvable(f"Fn::GetAtt {name}.{attribute}")
+    return rule(resource)
+
+
+def sub_var(var, resources):
+    if "." in var:
+        return get_att(*var.split(".", 1), resources)
+    return ref(var, resources)
+
+
+def main(out_dir, templates):
+    out = Path(out_dir)
+    written = 0
+    for path in map(Path, templates):
+        resources = json.loads(path.read_text())["Resources"]
+        for role_id, role in resources.items():
+            if role["Type"] != "AWS::IAM::Role":
+                continue
+            for policy in role.get("Properties", {}).get("Policies", []):
+                name = f"{path.stem}.{role_id}.{policy['PolicyName']}.json"
+                try:
+                    document = resolve(policy["PolicyDocument"], resources)
+                except Unresolvable as e:
+                    sys.exit(f"{path}: {role_id}: cannot resolve {e} for parliament; teach {__file__} its ARN")
+                (out / name).write_text(json.dumps(document, indent=2) + "\n")
+                print(name)
+                written += 1
+    if written == 0:
+        sys.exit(f"no IAM role policy found in {', '.join(templates)}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    main(sys.argv[1], sys.argv[2:])
