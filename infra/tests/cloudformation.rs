@@ -72,8 +72,9 @@ fn cfn_lint_finds_nothing_in_the_templates() {
 fn every_checkov_skip_in_the_templates_says_why() {
     for chain in [Chain::Standard, Chain::Fifo] {
         let path = template_dir().join(cloudformation::file_name(chain));
-        let template: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_default())
-            .unwrap_or_else(|e| panic!("{} is JSON: {e}", path.display()));
+        let template: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{} is JSON: {e}", path.display()));
         let resources = template["Resources"].as_object().expect("resources");
         for (id, resource) in resources {
             let Some(skips) = resource.pointer("/Metadata/checkov/skip") else {
