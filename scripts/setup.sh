@@ -187,7 +187,8 @@ cargo_tool cargo-deny "$CARGO_DENY_VERSION"
 
 # --- infrastructure scanners (scripts/hygiene.sh), in a venv of their own -------
 # checkov pins dozens of packages (boto3 among them) that moto's .venv must not
-# share; parliament needs nothing checkov does not already have. About a minute.
+# share; parliament adds two small packages beside it. About a minute on an idle
+# machine.
 CHECKOV_VERSION="3.3.30"
 PARLIAMENT_VERSION="1.6.4"
 if ! .venv-iac/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('checkov') != '$CHECKOV_VERSION' or m.version('parliament') != '$PARLIAMENT_VERSION')" 2>/dev/null; then
