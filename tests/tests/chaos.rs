@@ -80,9 +80,14 @@ async fn emulator_restart_is_refused_on_an_emulator_that_keeps_its_state_in_memo
         ..LocalOptions::default()
     });
     let results = std::env::temp_dir().join("chaos-tests").join("results");
-    let refused = chaos::run_one(Experiment::EmulatorRestart, &place, &Plan::short(), &results)
-        .await
-        .expect_err("moto forgets its queues on a restart");
+    let refused = chaos::run_one(
+        Experiment::EmulatorRestart,
+        &place,
+        &Plan::short(),
+        &results,
+    )
+    .await
+    .expect_err("moto forgets its queues on a restart");
     let reason = refused.to_string();
     assert!(reason.contains("moto keeps it in memory only"), "{reason}");
     assert!(!reason.contains('\n'), "one line: {reason}");

@@ -527,8 +527,11 @@ fn the_ministack_override_builds_the_pinned_ministack_where_moto_listened() {
         "{}",
         emulator["image"]
     );
-    let dockerfile_path = Path::new(emulator["build"]["context"].as_str().expect("context"))
-        .join(emulator["build"]["dockerfile"].as_str().expect("dockerfile"));
+    let dockerfile_path = Path::new(emulator["build"]["context"].as_str().expect("context")).join(
+        emulator["build"]["dockerfile"]
+            .as_str()
+            .expect("dockerfile"),
+    );
     assert_eq!(dockerfile_path, Path::new(MINISTACK_DOCKERFILE));
     let dockerfile = std::fs::read_to_string(root().join(MINISTACK_DOCKERFILE)).expect("file");
     assert!(

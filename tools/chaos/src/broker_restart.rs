@@ -25,19 +25,30 @@ pub(super) async fn inject<T: Target>(run: &mut Run<'_, T>) -> anyhow::Result<()
     let from = run.now();
     let exit = run.target.stop_emulator().await?;
     let stop_secs = stopping.elapsed().as_secs_f64();
-    run.step(format!("SIGTERM the emulator: {exit:?} after {stop_secs:.1} s"));
+    run.step(format!(
+        "SIGTERM the emulator: {exit:?} after {stop_secs:.1} s"
+    ));
     run.criterion(
         "graceful stop",
         "the emulator exits with status 0 on SIGTERM (it writes its state on the way out)",
         exit == Exit::Clean,
         format!("{exit:?} after {stop_secs:.1} s"),
     );
+    // Down for the fault's time from the moment it has exited (a graceful
+    // stop lets requests in flight finish and takes seconds of its own), the
+    // backlog sampled meanwhile and once more at the end.
     let mut peak = 0i64;
-    let until = stopping + run.plan.fault;
-    while run.sample_until(until).await {
+    let until = tokio::time::Instant::now() + run.plan.fault;
+    loop {
         if let Ok(n) = run.observer.outbox_backlog(Service::Order).await {
             peak = peak.max(n);
         }
+        if !run.sample_until(until).await {
+            break;
+        }
+    }
+    if let Ok(n) = run.observer.outbox_backlog(Service::Order).await {
+        peak = peak.max(n);
     }
     run.step("start the emulator again on the same port");
     run.target.start(Part::Emulator).await?;
@@ -61,7 +72,10 @@ pub(super) async fn inject<T: Target>(run: &mut Run<'_, T>) -> anyhow::Result<()
     );
     let mut missing = Vec::new();
     for queue in &queues {
-        if infra::dlq::depth_of(&run.observer.sqs, queue).await.is_err() {
+        if infra::dlq::depth_of(&run.observer.sqs, queue)
+            .await
+            .is_err()
+        {
             missing.push(queue.as_str());
         }
     }

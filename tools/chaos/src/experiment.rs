@@ -203,9 +203,9 @@ impl Experiment {
                 vec![Part::Service(Service::Invoice)]
             }
             Experiment::OrderCrashMidPublish => vec![Part::Service(Service::Order)],
-            Experiment::EmulatorPause
-            | Experiment::EmulatorRestart
-            | Experiment::InvoiceCutOff => vec![],
+            Experiment::EmulatorPause | Experiment::EmulatorRestart | Experiment::InvoiceCutOff => {
+                vec![]
+            }
             Experiment::InvoiceDbDown => vec![Part::Database(Service::Invoice)],
             Experiment::NotificationHang => vec![Part::Service(Service::Notification)],
             Experiment::RollingRestart => Service::ALL.iter().map(|s| Part::Service(*s)).collect(),
