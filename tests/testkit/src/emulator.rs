@@ -4,24 +4,31 @@
 //! bench commands' `--emulator`); the services and the tests do not care which
 //! one answers, they only see `AWS_ENDPOINT_URL`:
 //!
-//! - `moto` (the default): moto 5.2.5 from the project's venv, started through
+//! - `ministack` (the default): MiniStack 1.5.33 from a venv of its own
+//!   (`.venv-ministack`: it pins a botocore that moto's venv cannot share),
+//!   run as released. The default because it passes every test with nothing
+//!   worked around, and spends less CPU per call than moto (docs/emulators.md).
+//! - `moto`: moto 5.2.5 from the project's venv, started through
 //!   `infra/emulator/moto_launcher.py`, which applies narrow fixes (two for
 //!   moto's slowdown under a backlog, one for its FIFO receive race; see that
 //!   file) and refuses to run on a moto version it was not written for.
 //! - `moto-stock`: the same moto without the fixes, for comparison.
 //! - `fakecloud`: the fakecloud binary (`FAKECLOUD_BIN`, or `fakecloud` on the
 //!   PATH), when it is installed; it is never a build dependency.
-//! - `ministack`: MiniStack 1.5.33 from a venv of its own (`.venv-ministack`:
-//!   it pins a botocore that moto's venv cannot share), run as released.
 //! - `localstack`: LocalStack's community core 2026.3.0 from `.venv-localstack`
 //!   (Python 3.13; `SETUP_LOCALSTACK=1 scripts/setup.sh --for-tests`), run with no token,
 //!   no DNS server, no analytics and its files in the run's log folder.
 //!
-//! Emulators keep their state in memory only: a restart erases every queue
-//! and topic, so chaos experiments pause them (SIGSTOP/SIGCONT) instead.
+//! moto, fakecloud and LocalStack's core keep their state in memory only: a
+//! restart erases every queue and topic, so chaos experiments pause them
+//! (SIGSTOP/SIGCONT) instead. MiniStack runs with `PERSIST_STATE=1` and its
+//! `STATE_DIR` in the run's log folder, emptied when it starts: it writes its
+//! state there when it stops gracefully (SIGTERM; not on SIGKILL) and reads
+//! it back when it starts again, so `stop` and `start_again` restart the
+//! broker itself with its queues, messages, topics, rules and archive kept.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -33,13 +40,13 @@ use crate::wait;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EmulatorKind {
     /// moto with the backlog fixes of `moto_launcher.py`.
-    #[default]
     Moto,
     /// moto as released.
     MotoStock,
     /// fakecloud, an external binary.
     Fakecloud,
-    /// MiniStack, from `.venv-ministack`.
+    /// MiniStack, from `.venv-ministack`: the default.
+    #[default]
     Ministack,
     /// LocalStack's community core, from `.venv-localstack`.
     Localstack,
@@ -57,6 +64,12 @@ impl EmulatorKind {
         EmulatorKind::Localstack,
     ];
 
+    /// Whether a graceful stop and a start on the same port keep the
+    /// emulator's state (queues, messages, topics, rules): only MiniStack's.
+    pub fn keeps_state_across_restart(self) -> bool {
+        self == EmulatorKind::Ministack
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EmulatorKind::Moto => "moto",
@@ -67,7 +80,7 @@ impl EmulatorKind {
         }
     }
 
-    /// The kind named by `STACK_EMULATOR`, `moto` when unset.
+    /// The kind named by `STACK_EMULATOR`, the default (`ministack`) when unset.
     pub fn from_env() -> Result<EmulatorKind, String> {
         match std::env::var(Self::VARIABLE) {
             Ok(v) if !v.trim().is_empty() => v
@@ -104,7 +117,7 @@ pub enum EmulatorError {
     MotoNotInstalled(PathBuf),
     #[error("the fakecloud binary was not found: set FAKECLOUD_BIN or put fakecloud on the PATH")]
     FakecloudNotInstalled,
-    #[error("{0} not found: run scripts/setup.sh --for-tests")]
+    #[error("{0} not found: run scripts/setup.sh")]
     MinistackNotInstalled(PathBuf),
     #[error(
         "{0} not found: run SETUP_LOCALSTACK=1 scripts/setup.sh --for-tests (it needs a Python 3.13)"
@@ -155,6 +168,86 @@ pub struct Emulator {
     kind: EmulatorKind,
     process: ChildGuard,
     port: u16,
+    log_dir: PathBuf,
+}
+
+/// MiniStack's state folder: its files are written on a graceful stop and
+/// read on the next start.
+fn ministack_state_dir(log_dir: &Path) -> PathBuf {
+    log_dir.join("ministack-state")
+}
+
+/// The command that runs `kind` on `port`, and the path that answers 200
+/// once it is ready.
+fn command(
+    kind: EmulatorKind,
+    port: u16,
+    log_dir: &Path,
+) -> Result<(Command, &'static str), EmulatorError> {
+    Ok(match kind {
+        EmulatorKind::Moto | EmulatorKind::MotoStock => {
+            let python = python();
+            if !python.exists() {
+                return Err(EmulatorError::MotoNotInstalled(python));
+            }
+            let mut command = Command::new(python);
+            command.arg(moto_launcher());
+            if kind == EmulatorKind::MotoStock {
+                command.arg("--stock");
+            }
+            command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            (command, "/moto-api/")
+        }
+        EmulatorKind::Fakecloud => {
+            let binary = fakecloud_binary().ok_or(EmulatorError::FakecloudNotInstalled)?;
+            let mut command = Command::new(binary);
+            command.args([
+                "--addr",
+                &format!("127.0.0.1:{port}"),
+                "--log-level",
+                "warn",
+            ]);
+            (command, "/_fakecloud/health")
+        }
+        EmulatorKind::Ministack => {
+            let ministack = ministack();
+            if !ministack.exists() {
+                return Err(EmulatorError::MinistackNotInstalled(ministack));
+            }
+            let mut command = Command::new(ministack);
+            // Its access log (a line per request at INFO) is off, as moto's
+            // is. Its state goes to a folder of this run (its default is one
+            // shared /tmp folder), only on a graceful stop.
+            command
+                .env("BIND_HOST", "127.0.0.1")
+                .env("GATEWAY_PORT", port.to_string())
+                .env("LOG_LEVEL", "WARNING")
+                .env("PERSIST_STATE", "1")
+                .env("STATE_DIR", ministack_state_dir(log_dir));
+            (command, "/_ministack/health")
+        }
+        EmulatorKind::Localstack => {
+            let python = localstack_python();
+            if !python.exists() {
+                return Err(EmulatorError::LocalstackNotInstalled(python));
+            }
+            // Its volume and temporary files under the run's log folder,
+            // so two stacks never share them; no DNS server (port 53), no
+            // analytics and no certificate download (this network has none).
+            let files = log_dir.join("localstack");
+            std::fs::create_dir_all(files.join("tmp"))?;
+            let mut command = Command::new(python);
+            command
+                .args(["-m", "localstack.runtime.main"])
+                .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
+                .env("LOCALSTACK_VOLUME_DIR", files.join("volume"))
+                .env("TMPDIR", files.join("tmp"))
+                .env("DNS_ADDRESS", "0")
+                .env("DISABLE_EVENTS", "1")
+                .env("SKIP_SSL_CERT_DOWNLOAD", "1");
+            (command, "/_localstack/health")
+        }
+    })
 }
 
 impl Emulator {
@@ -169,81 +262,39 @@ impl Emulator {
             Some(p) => p,
             None => crate::free_port()?,
         };
-        let (command, health_path) = match kind {
-            EmulatorKind::Moto | EmulatorKind::MotoStock => {
-                let python = python();
-                if !python.exists() {
-                    return Err(EmulatorError::MotoNotInstalled(python));
-                }
-                let mut command = Command::new(python);
-                command.arg(moto_launcher());
-                if kind == EmulatorKind::MotoStock {
-                    command.arg("--stock");
-                }
-                command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-                (command, "/moto-api/")
+        if kind == EmulatorKind::Ministack {
+            // A fresh emulator: nothing from an earlier run in this folder.
+            if let Err(e) = std::fs::remove_dir_all(ministack_state_dir(log_dir))
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(e.into());
             }
-            EmulatorKind::Fakecloud => {
-                let binary = fakecloud_binary().ok_or(EmulatorError::FakecloudNotInstalled)?;
-                let mut command = Command::new(binary);
-                command.args([
-                    "--addr",
-                    &format!("127.0.0.1:{port}"),
-                    "--log-level",
-                    "warn",
-                ]);
-                (command, "/_fakecloud/health")
-            }
-            EmulatorKind::Ministack => {
-                let ministack = ministack();
-                if !ministack.exists() {
-                    return Err(EmulatorError::MinistackNotInstalled(ministack));
-                }
-                let mut command = Command::new(ministack);
-                // Its access log (a line per request at INFO) is off, as moto's is.
-                command
-                    .env("BIND_HOST", "127.0.0.1")
-                    .env("GATEWAY_PORT", port.to_string())
-                    .env("LOG_LEVEL", "WARNING");
-                (command, "/_ministack/health")
-            }
-            EmulatorKind::Localstack => {
-                let python = localstack_python();
-                if !python.exists() {
-                    return Err(EmulatorError::LocalstackNotInstalled(python));
-                }
-                // Its volume and temporary files under the run's log folder,
-                // so two stacks never share them; no DNS server (port 53), no
-                // analytics and no certificate download (this network has none).
-                let files = log_dir.join("localstack");
-                std::fs::create_dir_all(files.join("tmp"))?;
-                let mut command = Command::new(python);
-                command
-                    .args(["-m", "localstack.runtime.main"])
-                    .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
-                    .env("LOCALSTACK_VOLUME_DIR", files.join("volume"))
-                    .env("TMPDIR", files.join("tmp"))
-                    .env("DNS_ADDRESS", "0")
-                    .env("DISABLE_EVENTS", "1")
-                    .env("SKIP_SSL_CERT_DOWNLOAD", "1");
-                (command, "/_localstack/health")
-            }
-        };
-        // LocalStack loads its whole service catalogue before it answers.
-        let startup = match kind {
-            EmulatorKind::Localstack => Duration::from_secs(90),
-            _ => Duration::from_secs(30),
-        };
+        }
+        let (command, health_path) = command(kind, port, log_dir)?;
         let process = ChildGuard::spawn(kind.as_str(), command, &log_dir.join("emulator.log"))?;
         let mut emulator = Emulator {
             kind,
             process,
             port,
+            log_dir: log_dir.to_path_buf(),
+        };
+        emulator.wait_ready(health_path).await?;
+        Ok(emulator)
+    }
+
+    /// Waits until the emulator answers `health_path`, or exits.
+    async fn wait_ready(&mut self, health_path: &str) -> Result<(), EmulatorError> {
+        let kind = self.kind;
+        // LocalStack loads its whole service catalogue before it answers.
+        let startup = match kind {
+            EmulatorKind::Localstack => Duration::from_secs(90),
+            _ => Duration::from_secs(30),
         };
         let http = reqwest::Client::new();
-        let url = format!("{}{health_path}", emulator.endpoint());
+        let url = format!("{}{health_path}", self.endpoint());
+        let process = &mut self.process;
         let ready = wait::until(&format!("{kind} to answer"), startup, || {
-            let exited = emulator.process.try_wait();
+            let exited = process.try_wait();
             let request = http.get(&url).send();
             async move {
                 if let Ok(Some(status)) = exited {
@@ -257,17 +308,43 @@ impl Emulator {
             }
         })
         .await;
-        match ready {
-            Ok(()) => Ok(emulator),
-            Err(timeout) => Err(EmulatorError::NotReady(
-                kind,
-                timeout,
-                emulator.process.log_tail(20),
-            )),
-        }
+        ready.map_err(|timeout| EmulatorError::NotReady(kind, timeout, self.process.log_tail(20)))
     }
 
-    /// The emulator `STACK_EMULATOR` names (moto when unset) on a free port:
+    /// Stops the emulator gracefully (SIGTERM; SIGKILL after `timeout`) and
+    /// returns how it exited. MiniStack writes its state on the way out.
+    pub async fn stop(&mut self, timeout: Duration) -> std::io::Result<ExitStatus> {
+        // A frozen process must be continued to act on SIGTERM.
+        let _ = self.process.signal(Signal::SIGCONT);
+        self.process.stop(Signal::SIGTERM, timeout).await
+    }
+
+    /// Starts the stopped emulator again on the same port and waits until
+    /// it answers. Only an emulator that `keeps_state_across_restart` comes
+    /// back with its queues; the others come back empty, so this refuses them.
+    pub async fn start_again(&mut self) -> Result<(), EmulatorError> {
+        if !self.kind.keeps_state_across_restart() {
+            return Err(EmulatorError::Config(format!(
+                "{} keeps its state in memory only: started again, it would have no queue or topic",
+                self.kind
+            )));
+        }
+        if self.process.try_wait()?.is_none() {
+            return Err(EmulatorError::Config(format!(
+                "{} is still running: stop it first",
+                self.kind
+            )));
+        }
+        let (command, health_path) = command(self.kind, self.port, &self.log_dir)?;
+        self.process = ChildGuard::spawn(
+            self.kind.as_str(),
+            command,
+            &self.log_dir.join("emulator.log"),
+        )?;
+        self.wait_ready(health_path).await
+    }
+
+    /// The emulator `STACK_EMULATOR` names (MiniStack when unset) on a free port:
     /// what the tests start.
     pub async fn start_default(log_dir: &Path) -> Result<Emulator, EmulatorError> {
         let kind = EmulatorKind::from_env().map_err(EmulatorError::Config)?;
@@ -311,6 +388,18 @@ mod tests {
             assert_eq!(kind.as_str().parse::<EmulatorKind>(), Ok(kind));
         }
         assert!("MiniStack".parse::<EmulatorKind>().is_err());
+    }
+
+    #[test]
+    fn the_default_is_ministack_and_only_it_keeps_its_state_across_a_restart() {
+        assert_eq!(EmulatorKind::default(), EmulatorKind::Ministack);
+        for kind in EmulatorKind::ALL {
+            assert_eq!(
+                kind.keeps_state_across_restart(),
+                kind == EmulatorKind::Ministack,
+                "{kind}"
+            );
+        }
     }
 
     /// Fails when the installed moto is not the version and code the launcher's

@@ -10,6 +10,8 @@
 //!   the workspace; the image runs as a non-root user with the pinned toolchain.
 //! - `docker-compose config` (the Compose implementation in Debian), dclint
 //!   (the Compose Specification's schema) and hadolint accept the files.
+//! - The MiniStack override (`docker-compose.ministack.yml`) builds the
+//!   MiniStack the local stack pins and listens where moto did.
 //! - The GitHub workflow for forks is valid and runs the README's test
 //!   command, and the chaos experiments against the compose stack.
 
@@ -430,21 +432,31 @@ fn docker_compose_accepts_the_compose_file() {
 }
 
 #[test]
-fn the_compose_file_follows_the_compose_specification() {
+fn docker_compose_accepts_the_compose_file_with_the_ministack_override() {
+    let mut command = tool(
+        &on_path("docker-compose"),
+        "run scripts/setup.sh (it installs Debian's docker-compose)",
+    );
+    command.args([
+        "-f",
+        "docker-compose.yml",
+        "-f",
+        MINISTACK_OVERRIDE,
+        "config",
+        "--quiet",
+    ]);
+    assert_passes(command, "docker-compose config");
+}
+
+/// dclint on `file`: errors (the schema, unbound ports, ...) and warnings
+/// fail, except the rules about order and style; `name` is left out because
+/// docker-compose 1.29 refuses it.
+fn dclint(file: &str) -> Command {
     let mut command = tool(
         &root().join(".tools/node_modules/.bin/dclint"),
         "run scripts/setup.sh",
     );
-    // Errors (the schema, unbound ports, ...) and warnings fail, except the
-    // rules about order and style; `name` is left out because
-    // docker-compose 1.29 refuses it.
-    command.args([
-        "docker-compose.yml",
-        "--color",
-        "false",
-        "--max-warnings",
-        "0",
-    ]);
+    command.args([file, "--color", "false", "--max-warnings", "0"]);
     for rule in [
         "require-project-name-field",
         "require-quotes-in-ports",
@@ -456,7 +468,17 @@ fn the_compose_file_follows_the_compose_specification() {
     ] {
         command.args(["--disable-rule", rule]);
     }
-    assert_passes(command, "dclint");
+    command
+}
+
+#[test]
+fn the_compose_file_follows_the_compose_specification() {
+    assert_passes(dclint("docker-compose.yml"), "dclint");
+}
+
+#[test]
+fn the_ministack_override_follows_the_compose_specification() {
+    assert_passes(dclint(MINISTACK_OVERRIDE), "dclint");
 }
 
 #[test]
@@ -464,6 +486,74 @@ fn hadolint_finds_nothing_in_the_dockerfile() {
     let mut command = tool(&root().join(".venv/bin/hadolint"), "run scripts/setup.sh");
     command.args(["--no-color", "Dockerfile"]);
     assert_passes(command, "hadolint");
+}
+
+#[test]
+fn hadolint_finds_nothing_in_the_ministack_dockerfile() {
+    let mut command = tool(&root().join(".venv/bin/hadolint"), "run scripts/setup.sh");
+    command.args(["--no-color", MINISTACK_DOCKERFILE]);
+    assert_passes(command, "hadolint");
+}
+
+/// The file that runs MiniStack in the emulator's service instead of moto.
+const MINISTACK_OVERRIDE: &str = "docker-compose.ministack.yml";
+const MINISTACK_DOCKERFILE: &str = "infra/emulator/ministack.Dockerfile";
+
+#[test]
+fn the_ministack_override_builds_the_pinned_ministack_where_moto_listened() {
+    let text = std::fs::read_to_string(root().join(MINISTACK_OVERRIDE)).expect("override");
+    let yaml: serde_norway::Value = serde_norway::from_str(&text).expect("valid YAML");
+    let over = serde_json::to_value(yaml).expect("JSON-compatible");
+    let services = over["services"].as_object().expect("services");
+    assert_eq!(
+        services.keys().collect::<Vec<_>>(),
+        ["moto"],
+        "it replaces the emulator's service and nothing else"
+    );
+    let emulator = &over["services"]["moto"];
+    // The version the local stack installs (scripts/setup.sh), in the build
+    // argument, the image's tag and the Dockerfile's default.
+    let setup = std::fs::read_to_string(root().join("scripts/setup.sh")).expect("setup.sh");
+    let pinned = setup
+        .lines()
+        .find_map(|l| l.strip_prefix("MINISTACK_VERSION="))
+        .map(|v| v.trim_matches('"'))
+        .expect("setup.sh pins MiniStack");
+    assert_eq!(emulator["build"]["args"]["MINISTACK_VERSION"], pinned);
+    assert!(
+        emulator["image"]
+            .as_str()
+            .is_some_and(|i| i.ends_with(&format!(":{pinned}"))),
+        "{}",
+        emulator["image"]
+    );
+    let dockerfile_path = Path::new(emulator["build"]["context"].as_str().expect("context")).join(
+        emulator["build"]["dockerfile"]
+            .as_str()
+            .expect("dockerfile"),
+    );
+    assert_eq!(dockerfile_path, Path::new(MINISTACK_DOCKERFILE));
+    let dockerfile = std::fs::read_to_string(root().join(MINISTACK_DOCKERFILE)).expect("file");
+    assert!(
+        dockerfile.contains(&format!("ARG MINISTACK_VERSION={pinned}\n")),
+        "the Dockerfile's default is the pinned version"
+    );
+    // It listens where moto did, so every AWS_ENDPOINT_URL stays right, and
+    // is healthy when MiniStack's health path answers there.
+    let base = compose();
+    let moto_port = base["services"]["moto"]["ports"][0]
+        .as_str()
+        .and_then(|p| p.rsplit(':').next())
+        .expect("moto publishes its port");
+    assert!(
+        dockerfile.contains(&format!("GATEWAY_PORT={moto_port}")),
+        "MiniStack listens on moto's port {moto_port}"
+    );
+    let probe = emulator["healthcheck"]["test"].to_string();
+    assert!(
+        probe.contains(&format!("127.0.0.1:{moto_port}/_ministack/health")),
+        "{probe}"
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use contracts::topology::Service;
+use testkit::emulator::EmulatorKind;
 
 use super::local::LocalOptions;
 use super::plan::Plan;
@@ -17,6 +18,7 @@ pub enum Experiment {
     InvoiceCrashLoop,
     OrderCrashMidPublish,
     EmulatorPause,
+    EmulatorRestart,
     InvoiceCutOff,
     InvoiceDbDown,
     NotificationHang,
@@ -25,11 +27,12 @@ pub enum Experiment {
 }
 
 impl Experiment {
-    pub const ALL: [Experiment; 9] = [
+    pub const ALL: [Experiment; 10] = [
         Experiment::InvoiceDown,
         Experiment::InvoiceCrashLoop,
         Experiment::OrderCrashMidPublish,
         Experiment::EmulatorPause,
+        Experiment::EmulatorRestart,
         Experiment::InvoiceCutOff,
         Experiment::InvoiceDbDown,
         Experiment::NotificationHang,
@@ -43,6 +46,7 @@ impl Experiment {
             Experiment::InvoiceCrashLoop => "invoice-crash-loop",
             Experiment::OrderCrashMidPublish => "order-crash-mid-publish",
             Experiment::EmulatorPause => "emulator-pause",
+            Experiment::EmulatorRestart => "emulator-restart",
             Experiment::InvoiceCutOff => "invoice-cut-off",
             Experiment::InvoiceDbDown => "invoice-db-down",
             Experiment::NotificationHang => "notification-hang",
@@ -64,6 +68,9 @@ impl Experiment {
             }
             Experiment::EmulatorPause => {
                 "With the broker frozen, orders are still accepted, the outbox backlog grows and drains afterwards, and no service crashes or spins."
+            }
+            Experiment::EmulatorRestart => {
+                "With the broker itself stopped gracefully and started again on the same port, orders are still accepted while every publish fails, the outbox holds their events, and once the broker is back the backlog drains: nothing lost, nothing doubled."
             }
             Experiment::InvoiceCutOff => {
                 "With the invoice service's network to the broker slow, resetting or black-holed, only the invoice service falls behind; orders and their order-received notifications flow as before, and the invoice backlog drains afterwards."
@@ -100,6 +107,9 @@ impl Experiment {
             Experiment::EmulatorPause => {
                 format!("freeze the emulator (SIGSTOP) for {t:.0} s, then SIGCONT")
             }
+            Experiment::EmulatorRestart => format!(
+                "stop the emulator gracefully (SIGTERM: it writes its state), keep it down {t:.0} s, start it again on the same port (it reads its state back)"
+            ),
             Experiment::InvoiceCutOff => format!(
                 "a proxy between the invoice service and the emulator adds 500 ms latency, then resets connections, then black-holes them, {:.1} s each",
                 t / 3.0
@@ -127,7 +137,21 @@ impl Experiment {
             // The proxy and the order service's mode are set when the local
             // stack starts.
             Experiment::InvoiceCutOff | Experiment::SyncVsAsync => kind == "local",
+            // The compose stack's emulator is moto, which forgets everything
+            // on a restart.
+            Experiment::EmulatorRestart => kind == "local",
             _ => true,
+        }
+    }
+
+    /// Why the experiment cannot run on `emulator`, in one line; `None` when
+    /// it can.
+    pub fn refuses(self, emulator: EmulatorKind) -> Option<String> {
+        match self {
+            Experiment::EmulatorRestart if !emulator.keeps_state_across_restart() => Some(format!(
+                "{self} needs an emulator that keeps its state across a restart (--emulator ministack); {emulator} keeps it in memory only, so a restart would erase every queue"
+            )),
+            _ => None,
         }
     }
 
@@ -179,7 +203,9 @@ impl Experiment {
                 vec![Part::Service(Service::Invoice)]
             }
             Experiment::OrderCrashMidPublish => vec![Part::Service(Service::Order)],
-            Experiment::EmulatorPause | Experiment::InvoiceCutOff => vec![],
+            Experiment::EmulatorPause | Experiment::EmulatorRestart | Experiment::InvoiceCutOff => {
+                vec![]
+            }
             Experiment::InvoiceDbDown => vec![Part::Database(Service::Invoice)],
             Experiment::NotificationHang => vec![Part::Service(Service::Notification)],
             Experiment::RollingRestart => Service::ALL.iter().map(|s| Part::Service(*s)).collect(),
@@ -227,5 +253,19 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), Experiment::ALL.len());
+    }
+
+    #[test]
+    fn only_the_broker_restart_needs_an_emulator_that_keeps_its_state() {
+        for e in Experiment::ALL {
+            assert_eq!(e.refuses(EmulatorKind::Ministack), None, "{e}");
+            let refused = e.refuses(EmulatorKind::Moto);
+            assert_eq!(refused.is_some(), e == Experiment::EmulatorRestart, "{e}");
+        }
+        let reason = Experiment::EmulatorRestart
+            .refuses(EmulatorKind::Moto)
+            .unwrap_or_default();
+        assert!(reason.contains("moto keeps it in memory only"), "{reason}");
+        assert!(!reason.contains('\n'), "one line: {reason}");
     }
 }

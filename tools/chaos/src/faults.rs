@@ -55,6 +55,7 @@ pub(super) async fn inject<T: Target>(run: &mut Run<'_, T>) -> anyhow::Result<()
         }
         Experiment::OrderCrashMidPublish => order_crash_mid_publish(run).await?,
         Experiment::EmulatorPause => emulator_pause(run).await?,
+        Experiment::EmulatorRestart => super::broker_restart::inject(run).await?,
         Experiment::InvoiceCutOff => invoice_cut_off(run).await?,
         Experiment::InvoiceDbDown => invoice_db_down(run).await?,
         Experiment::NotificationHang => notification_hang(run).await?,

@@ -15,10 +15,13 @@
 //! - `experiment`: the named experiments; `method`: the steps they all follow;
 //!   `faults`: what each one breaks; `plant`: the duplicates and poison put
 //!   in on purpose; `verify`: each experiment's own criteria.
+//! - `broker_restart`: `emulator-restart`, the broker itself stopped and
+//!   started again (on an emulator that keeps its state).
 //! - `compare`: `sync-vs-async`, the same outage against both designs.
 //! - `checker`: the verdict over the history.
 //! - `report`, `chart`: Markdown, JSON and an SVG timeline per run.
 
+pub mod broker_restart;
 pub mod chart;
 pub mod checker;
 pub mod compare;
@@ -61,6 +64,11 @@ pub async fn run_one(
     plan: &Plan,
     results: &Path,
 ) -> anyhow::Result<bool> {
+    if let Where::Local(options) = place
+        && let Some(reason) = experiment.refuses(options.emulator)
+    {
+        anyhow::bail!(reason);
+    }
     match place {
         Where::Local(options) if experiment == Experiment::SyncVsAsync => Ok(
             compare::compare_sync_and_async(plan, options.clone(), results)

@@ -42,6 +42,10 @@ impl LocalOptions {
     }
 }
 
+/// How long a graceful stop of the emulator may take before it is killed
+/// (and, killed, loses its state).
+const EMULATOR_STOP_BOUND: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub struct LocalTarget {
     pub stack: Stack,
     endpoints: Endpoints,
@@ -165,6 +169,20 @@ impl Target for LocalTarget {
         })
     }
 
+    async fn stop_emulator(&mut self) -> anyhow::Result<Exit> {
+        let kind = self.stack.emulator.kind();
+        anyhow::ensure!(
+            kind.keeps_state_across_restart(),
+            "{kind} keeps its state in memory only: a restart would erase every queue"
+        );
+        let status = self.stack.emulator.stop(EMULATOR_STOP_BOUND).await?;
+        Ok(if status.success() {
+            Exit::Clean
+        } else {
+            Exit::Unclean(status.to_string())
+        })
+    }
+
     async fn start(&mut self, part: Part) -> anyhow::Result<()> {
         match part {
             Part::Service(s) => {
@@ -172,7 +190,7 @@ impl Target for LocalTarget {
                 self.stack.service(s).restart(&http).await?;
             }
             Part::Database(s) => self.cluster(s)?.start_server().await?,
-            Part::Emulator => anyhow::bail!("the emulator is never stopped, only paused"),
+            Part::Emulator => self.stack.emulator.start_again().await?,
         }
         Ok(())
     }

@@ -8,7 +8,8 @@
 //!
 //! Reports go to `results/chaos/<time>-<experiment>/` (report.md,
 //! verdict.json, history.json, timeline.svg). The exit status is 1 when any
-//! experiment fails, 2 on a usage error.
+//! experiment fails, 2 on a usage error or when a named experiment cannot run
+//! on the chosen emulator (`emulator-restart` needs one that keeps its state).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,7 +58,7 @@ struct Args {
     #[arg(long)]
     seed: Option<u64>,
     /// The emulator of the local stack.
-    #[arg(long, env = "STACK_EMULATOR", default_value = "moto")]
+    #[arg(long, env = "STACK_EMULATOR", default_value_t = EmulatorKind::default())]
     emulator: EmulatorKind,
     /// Where reports go.
     #[arg(long, default_value = "results/chaos")]
@@ -154,6 +155,18 @@ async fn main() -> ExitCode {
             ..ComposeOptions::default()
         }),
     };
+    // Named, an experiment this emulator cannot take is refused; as part of
+    // `all`, it is skipped with the same reason.
+    let refused = |experiment: Experiment| match &place {
+        Where::Local(options) => experiment.refuses(options.emulator),
+        Where::Compose(_) => None,
+    };
+    for name in args.experiments.iter().filter(|n| *n != "all") {
+        if let Some(reason) = Experiment::from_str(name, false).ok().and_then(refused) {
+            eprintln!("{reason}");
+            return ExitCode::from(2);
+        }
+    }
     let plan = args.plan();
     let mut failed = Vec::new();
     for experiment in experiments {
@@ -161,6 +174,10 @@ async fn main() -> ExitCode {
             && !experiment.runs_on("compose")
         {
             println!("== {experiment}: skipped, it needs the local stack");
+            continue;
+        }
+        if let Some(reason) = refused(experiment) {
+            println!("== {experiment}: skipped: {reason}");
             continue;
         }
         match chaos::run_one(experiment, &place, &plan, &args.results).await {

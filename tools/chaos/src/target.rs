@@ -57,6 +57,13 @@ pub trait Target {
     /// Stops a service gracefully (SIGTERM) and reports how it exited.
     async fn terminate(&mut self, service: Service) -> anyhow::Result<Exit>;
 
+    /// Stops the emulator gracefully (SIGTERM) and reports how it exited;
+    /// `start(Part::Emulator)` brings it back. Only a target whose emulator
+    /// keeps its state across a restart can.
+    async fn stop_emulator(&mut self) -> anyhow::Result<Exit> {
+        anyhow::bail!("this target cannot restart its emulator")
+    }
+
     /// Starts a killed or stopped part again and waits until it is ready.
     async fn start(&mut self, part: Part) -> anyhow::Result<()>;
 

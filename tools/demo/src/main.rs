@@ -1,6 +1,6 @@
 //! `demo`: the whole system on this machine, with a few sample orders.
 //!
-//! Starts the emulator (moto by default), Postgres (an ephemeral cluster, or `--postgres-url`), the
+//! Starts the emulator (MiniStack by default), Postgres (an ephemeral cluster, or `--postgres-url`), the
 //! topology and the three services, places sample orders, prints each order's
 //! journey (order → invoice → notification), then keeps running until Ctrl-C.
 
@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use harness::client::{Client, order_body};
 use harness::stack::{PostgresSource, Stack, StackOptions};
+use testkit::emulator::EmulatorKind;
 use testkit::wait;
 
 #[derive(Parser)]
@@ -21,12 +22,12 @@ struct Args {
     /// Port of the AWS emulator.
     #[arg(long, default_value_t = 4566)]
     emulator_port: u16,
-    /// The AWS emulator: `moto` (with the backlog fixes of
-    /// infra/emulator/moto_launcher.py), `moto-stock`, `ministack` or
-    /// `localstack` (once `scripts/setup.sh --for-tests` installed them; see
+    /// The AWS emulator: `ministack` (the default), `moto` (with the backlog
+    /// fixes of infra/emulator/moto_launcher.py), `moto-stock`, `localstack`
+    /// (once `SETUP_LOCALSTACK=1 scripts/setup.sh` installed it; see
     /// docs/emulators.md), or `fakecloud` (when its binary is installed).
-    #[arg(long, env = "STACK_EMULATOR", default_value = "moto")]
-    emulator: testkit::emulator::EmulatorKind,
+    #[arg(long, env = "STACK_EMULATOR", default_value_t = EmulatorKind::default())]
+    emulator: EmulatorKind,
     #[arg(long, default_value_t = 8081)]
     order_port: u16,
     #[arg(long, default_value_t = 8082)]

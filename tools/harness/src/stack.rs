@@ -47,7 +47,7 @@ pub struct StackOptions {
 
 impl StackOptions {
     /// Free ports, an ephemeral cluster, the emulator `STACK_EMULATOR` names
-    /// (moto by default), logs in a fresh temporary directory.
+    /// (MiniStack by default), logs in a fresh temporary directory.
     pub fn for_test(name: &str) -> anyhow::Result<StackOptions> {
         let log_dir = std::env::temp_dir().join(format!("stack-{name}-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&log_dir)?;
