@@ -18,12 +18,14 @@
 //! per batch in flight, which the configuration checks against
 //! `DATABASE_MAX_CONNECTIONS`. A lease (a `claimed_until` column, committed
 //! before the call) would free the connection but add a write per batch and a
-//! window where a slow call's lease expires and another batch publishes the
-//! same rows; measured, the open transaction does not cap the throughput
-//! (BENCHMARKS.md), so there is no lease. Batches in flight together hold
-//! disjoint rows (`SKIP LOCKED`), and on a FIFO topic an order's next event is
-//! claimable only once its previous one is committed as published (see
-//! `store::claim`), so concurrency never reorders an order's events.
+//! window where a slow call's lease runs out and another batch publishes the
+//! same rows again. The open transaction does not cap the throughput: each
+//! batch in flight has its own, so N of them move N batches per round trip
+//! until the pool or the broker is the limit; there is no lease. Batches in
+//! flight together hold disjoint rows (`SKIP LOCKED`), and on a FIFO topic an
+//! order's next event is claimable only once its previous one is committed as
+//! published (see `store::claim`), so concurrency never reorders an order's
+//! events.
 //!
 //! Tracing: a batch carries events of different requests, so each event gets
 //! a `publish <destination>` span of its own whose parent is the context
