@@ -4,8 +4,8 @@
 //!   when the owning process dies (so a killed test run leaves nothing behind).
 //! - `postgres`: an ephemeral PostgreSQL cluster in a temporary directory, on a
 //!   free port, run as an unprivileged user when we are root.
-//! - `emulator`: the AWS emulator (moto with backlog fixes, stock moto,
-//!   fakecloud or MiniStack) in server mode.
+//! - `emulator`: the AWS emulator (MiniStack by default, moto with backlog
+//!   fixes, stock moto, fakecloud or LocalStack's core) in server mode.
 //! - `otlp`: an OTLP/HTTP receiver that keeps the spans services export.
 //! - `proxy`: a TCP proxy that injects latency, resets or a black hole.
 //! - `wait`: waiting on a condition with a deadline, never a fixed sleep.
