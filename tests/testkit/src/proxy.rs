@@ -434,7 +434,9 @@ mod tests {
             write
         });
         let mut echoed = vec![0u8; 8 * chunks as usize];
-        read.read_exact(&mut echoed).await.expect("every chunk echoed");
+        read.read_exact(&mut echoed)
+            .await
+            .expect("every chunk echoed");
         let took = started.elapsed();
         let _write = sender.await.expect("sender");
         assert!(took >= 2 * delay, "each chunk waits both ways: {took:?}");

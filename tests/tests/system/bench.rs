@@ -159,14 +159,33 @@ fn every_round_trip_figure_is_there(report: &Report) {
     assert_eq!(relays, ["configured", "single-flight"]);
     for relay in &run.relays {
         assert_eq!(relay.rtt_ms, RTT_MS);
-        assert_eq!(relay.in_flight, if run.honours_in_flight { relay.in_flight_set } else { 1 });
+        assert_eq!(
+            relay.in_flight,
+            if run.honours_in_flight {
+                relay.in_flight_set
+            } else {
+                1
+            }
+        );
         assert_eq!(relay.burst.completed, relay.burst.orders, "{relay:?}");
         assert!(relay.burst.relay_events_per_sec > 0.0, "{:?}", relay.burst);
-        assert_eq!(relay.consumers.completed, relay.consumers.orders, "{:?}", relay.consumers);
-        assert!(relay.consumers.invoice_events_per_sec > 0.0, "{:?}", relay.consumers);
+        assert_eq!(
+            relay.consumers.completed, relay.consumers.orders,
+            "{:?}",
+            relay.consumers
+        );
+        assert!(
+            relay.consumers.invoice_events_per_sec > 0.0,
+            "{:?}",
+            relay.consumers
+        );
         every_order_completed_and_every_hop_measured(&relay.step);
         let e2e = relay.step.hop(END_TO_END).expect("end to end").latency;
-        assert!(e2e.p50 >= RTT_MS, "{} crossed the proxy: {e2e:?}", relay.relay);
+        assert!(
+            e2e.p50 >= RTT_MS,
+            "{} crossed the proxy: {e2e:?}",
+            relay.relay
+        );
         assert!(relay.connections_per_order.is_finite(), "{relay:?}");
     }
     assert!(!run.verdicts.is_empty());

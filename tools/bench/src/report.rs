@@ -365,7 +365,11 @@ fn per_emulator(md: &mut String, report: &Report) {
         "median ÷ flow ceiling",
     ])
     .right_aligned(1..);
-    let mut emulators: Vec<&str> = report.ceilings.iter().map(|c| c.emulator.as_str()).collect();
+    let mut emulators: Vec<&str> = report
+        .ceilings
+        .iter()
+        .map(|c| c.emulator.as_str())
+        .collect();
     emulators.dedup();
     for emulator in emulators {
         let route = |r: Route| {

@@ -384,13 +384,17 @@ async fn consumer_burst(
     }
     let published = async {
         let (ids, _) = step::commit_orders(&pool, plan).await?;
-        testkit::wait::until("the order relay to publish", plan.drain_deadline, || async {
-            match observer.outbox_backlog(Service::Order).await {
-                Ok(0) => Ok(()),
-                Ok(n) => Err(format!("{n} unpublished")),
-                Err(e) => Err(e.to_string()),
-            }
-        })
+        testkit::wait::until(
+            "the order relay to publish",
+            plan.drain_deadline,
+            || async {
+                match observer.outbox_backlog(Service::Order).await {
+                    Ok(0) => Ok(()),
+                    Ok(n) => Err(format!("{n} unpublished")),
+                    Err(e) => Err(e.to_string()),
+                }
+            },
+        )
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
         anyhow::Ok(ids)
@@ -490,7 +494,9 @@ pub fn judge(runs: &mut [RoundTripRun]) {
                 ratio: consumer / r.consumer_limit().max(1e-9),
             });
             ratios.push(Ratio {
-                what: format!("{at}: invoice consumer ÷ emulator receive ceiling through the proxy"),
+                what: format!(
+                    "{at}: invoice consumer ÷ emulator receive ceiling through the proxy"
+                ),
                 ratio: consumer / bare.receive.messages_per_sec.max(1e-9),
             });
             ratios.push(Ratio {
@@ -601,8 +607,14 @@ pub fn markdown(md: &mut String, runs: &[RoundTripRun]) {
                 format!("{:.0}", b.rtt_ms),
                 tenths(publish),
                 format!("{:.2}", b.connections_per_call),
-                format!("{:.0} ({} in flight)", b.publish.events_per_sec, b.publish.publishers),
-                format!("{:.0} ({} loops)", b.receive.messages_per_sec, b.receive.receivers),
+                format!(
+                    "{:.0} ({} in flight)",
+                    b.publish.events_per_sec, b.publish.publishers
+                ),
+                format!(
+                    "{:.0} ({} loops)",
+                    b.receive.messages_per_sec, b.receive.receivers
+                ),
                 format!("{:.0} ({} in flight)", b.flow.orders_per_sec, b.flow.window),
                 format!(
                     "{:.0} / {:.0} ({} of the orders)",

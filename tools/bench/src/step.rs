@@ -609,17 +609,15 @@ pub struct Burst {
 /// Commits `plan.burst` orders straight into the order service's database
 /// (its own `place_order`, from `plan.postgres_concurrency` tasks); returns
 /// their ids and how long the commits took.
-pub async fn commit_orders(
-    pool: &sqlx::PgPool,
-    plan: &Plan,
-) -> anyhow::Result<(Vec<Uuid>, f64)> {
+pub async fn commit_orders(pool: &sqlx::PgPool, plan: &Plan) -> anyhow::Result<(Vec<Uuid>, f64)> {
     let order = super::ceiling::sample_order("bench-burst-0")?;
     let started = std::time::Instant::now();
     let mut ids = Vec::with_capacity(plan.burst);
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..plan.postgres_concurrency {
         let (pool, order) = (pool.clone(), order.clone());
-        let share = (plan.burst + plan.postgres_concurrency - 1 - worker) / plan.postgres_concurrency;
+        let share =
+            (plan.burst + plan.postgres_concurrency - 1 - worker) / plan.postgres_concurrency;
         tasks.spawn(async move {
             let mut ids = Vec::with_capacity(share);
             for _ in 0..share {
