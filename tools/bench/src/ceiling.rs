@@ -571,9 +571,13 @@ pub async fn measure(
             queues.push((url.clone(), *delivery, false));
         }
     }
+    // Joined, not aborted, at the end: an abandoned long poll would live on
+    // in the emulator and take the next measurement's first messages with
+    // it, hidden for the visibility timeout.
+    let mut polls = JoinSet::new();
     for (url, delivery, forwards) in &queues {
         for _ in 0..receivers {
-            tasks.spawn(receive_and_delete(
+            polls.spawn(receive_and_delete(
                 routes.sqs.clone(),
                 url.clone(),
                 *delivery,
@@ -644,6 +648,8 @@ pub async fn measure(
     stop.cancel();
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+    // Each loop ends after its poll in flight (a wait of 1 s at most).
+    while polls.join_next().await.is_some() {}
     Ok(EmulatorCeiling {
         emulator: kind.to_string(),
         route,
@@ -864,18 +870,18 @@ async fn receive_and_delete(
         detail: Envelope,
     }
     while !stop.is_cancelled() {
-        let received = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = sqs
-                .receive_message()
-                .queue_url(&url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .visibility_timeout(30)
-                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-                .message_attribute_names("All")
-                .send() => r,
-        };
+        // Not cut short by the stop: the poll runs out (1 s at most), so no
+        // abandoned poll is left in the emulator.
+        let received = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .visibility_timeout(30)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_attribute_names("All")
+            .send()
+            .await;
         let Ok(received) = received else {
             tracker.failed();
             tokio::time::sleep(Duration::from_millis(100)).await;
