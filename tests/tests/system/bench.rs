@@ -1,13 +1,20 @@
-//! The benchmark's smoke run (`Plan::smoke`, seconds of load): every figure
-//! the `bench` command reports is produced, and every order of every step
-//! completes. No timing is asserted: the figures of a run this short on a
-//! shared machine mean nothing; the real run is the `bench` command's.
+//! The benchmark's smoke run (`Plan::smoke`, seconds of load), with the
+//! round-trip mode at one round trip: every figure the `bench` command
+//! reports is produced, and every order of every step completes. No timing
+//! is asserted beyond physics: the figures of a run this short on a shared
+//! machine mean nothing (the real run is the `bench` command's), but nothing
+//! that crosses a proxy adding 20 ms per round trip can take less than 20 ms.
+
+use std::time::Duration;
 
 use bench::ceiling::Route;
-use bench::hops::HOPS;
+use bench::hops::{END_TO_END, HOPS};
 use bench::step::Step;
 use bench::{Plan, report::Report};
 use testkit::emulator::EmulatorKind;
+
+/// The smoke run's round trip.
+const RTT_MS: f64 = 20.0;
 
 fn every_order_completed_and_every_hop_measured(step: &Step) {
     assert!(step.attempts > 0, "{}: no load", step.label);
@@ -110,8 +117,78 @@ fn every_figure_is_there(report: &Report) {
         assert!(burst.system_orders_per_sec > 0.0, "{burst:?}");
     }
     assert_eq!(run.rss_peak.len(), 3);
-    // Throughput, two relay hops, end to end, CPU, and memory per service.
-    assert_eq!(run.verdicts.len(), 8, "{:#?}", run.verdicts);
+    assert_eq!(run.sustained_rates.len(), 1, "one search in the smoke plan");
+    assert_eq!(run.sustained_rate, run.sustained_rates[0]);
+    // Throughput, two relay hops, end to end, CPU at the sustained and at the
+    // reference rate, and memory per service.
+    assert_eq!(run.verdicts.len(), 9, "{:#?}", run.verdicts);
+    for ratio in run
+        .verdicts
+        .iter()
+        .map(|v| v.ratio)
+        .chain(run.ratios.iter().map(|r| r.ratio))
+    {
+        assert!(ratio.is_finite(), "{:#?} {:#?}", run.verdicts, run.ratios);
+    }
+}
+
+/// The round-trip mode at one round trip: the bare client's figures and
+/// both relays', and the proxy really in the way.
+fn every_round_trip_figure_is_there(report: &Report) {
+    assert_eq!(report.round_trips.len(), 1, "one emulator");
+    let run = &report.round_trips[0];
+    assert_eq!(run.emulator, "moto");
+    assert_eq!(run.bare.len(), 1, "one round trip");
+    let bare = &run.bare[0];
+    assert_eq!(bare.rtt_ms, RTT_MS);
+    assert_eq!(bare.calls.len(), 4, "{:?}", bare.calls);
+    for call in &bare.calls {
+        assert!(
+            call.latency.p50 >= RTT_MS,
+            "a call through a {RTT_MS} ms proxy took less: {call:?}"
+        );
+    }
+    assert!(bare.connections_per_call > 0.0, "{bare:?}");
+    assert!(bare.publish.events_per_sec > 0.0, "{:?}", bare.publish);
+    assert!(bare.receive.messages_per_sec > 0.0, "{:?}", bare.receive);
+    assert!(bare.flow.orders_per_sec > 0.0, "{:?}", bare.flow);
+    let at_rate = &bare.flow_at_rate;
+    assert!(at_rate.latency.count > 0, "{at_rate:?}");
+    assert!(at_rate.latency.p50 >= RTT_MS, "{at_rate:?}");
+    let relays: Vec<&str> = run.relays.iter().map(|r| r.relay.as_str()).collect();
+    assert_eq!(relays, ["configured", "single-flight"]);
+    for relay in &run.relays {
+        assert_eq!(relay.rtt_ms, RTT_MS);
+        assert_eq!(
+            relay.in_flight,
+            if run.honours_in_flight {
+                relay.in_flight_set
+            } else {
+                1
+            }
+        );
+        assert_eq!(relay.burst.completed, relay.burst.orders, "{relay:?}");
+        assert!(relay.burst.relay_events_per_sec > 0.0, "{:?}", relay.burst);
+        assert_eq!(
+            relay.consumers.completed, relay.consumers.orders,
+            "{:?}",
+            relay.consumers
+        );
+        assert!(
+            relay.consumers.invoice_events_per_sec > 0.0,
+            "{:?}",
+            relay.consumers
+        );
+        every_order_completed_and_every_hop_measured(&relay.step);
+        let e2e = relay.step.hop(END_TO_END).expect("end to end").latency;
+        assert!(
+            e2e.p50 >= RTT_MS,
+            "{} crossed the proxy: {e2e:?}",
+            relay.relay
+        );
+        assert!(relay.connections_per_order.is_finite(), "{relay:?}");
+    }
+    assert!(!run.verdicts.is_empty());
     for ratio in run
         .verdicts
         .iter()
@@ -127,8 +204,10 @@ async fn a_smoke_run_produces_every_figure_and_completes_every_order() -> anyhow
     let results = tempfile::tempdir()?;
     let mut plan = Plan::smoke();
     plan.emulators = vec![EmulatorKind::Moto];
+    plan.round_trips = vec![Duration::from_secs_f64(RTT_MS / 1000.0)];
     let (report, dir) = bench::run(&plan, results.path(), "smoke test").await?;
     every_figure_is_there(&report);
+    every_round_trip_figure_is_there(&report);
     for file in ["report.json", "report.md", "latency-moto.svg"] {
         let path = dir.join(file);
         assert!(
@@ -141,5 +220,9 @@ async fn a_smoke_run_produces_every_figure_and_completes_every_order() -> anyhow
     }
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("report.json"))?)?;
     assert!(json["runs"][0]["reference"]["hops"].is_array());
+    assert!(json["round_trips"][0]["relays"].is_array());
+    let markdown = std::fs::read_to_string(dir.join("report.md"))?;
+    assert!(markdown.contains("## Round trips"), "{markdown}");
+    assert!(markdown.contains("## Per emulator"), "{markdown}");
     Ok(())
 }

@@ -51,6 +51,7 @@ use platform::outbox::{EventBridgePublisher, OutboxMessage, Publisher, SnsPublis
 use serde::Serialize;
 use sqlx::types::Json;
 use testkit::emulator::{Emulator, EmulatorKind};
+use testkit::wait;
 use tokio::sync::{Mutex, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -98,6 +99,11 @@ pub struct EmulatorCeiling {
     /// Calls that failed while measuring.
     pub errors: u64,
     pub seconds: f64,
+    /// The open loop's rate, when the ceiling was measured at a rate rather
+    /// than with a window.
+    pub offered_rate: Option<f64>,
+    /// Each order's time from its publish call to its last delete (ms).
+    pub latency: Percentiles,
 }
 
 /// How long one publish call takes on an otherwise idle emulator: the floor
@@ -237,28 +243,7 @@ pub async fn emulator_ceilings(
     let dir = log_dir.join(format!("ceiling-{kind}"));
     std::fs::create_dir_all(&dir)?;
     let emulator = Emulator::start(kind, None, &dir).await?;
-    let sdk = harness::stack::emulator_config(&emulator.endpoint()).await;
-    let topology = Topology::declare(contracts::topology::Chain::Standard);
-    let provisioned = infra::apply(&infra::Clients::from_config(&sdk), &topology).await?;
-    let routes = Routes {
-        sqs: aws_sdk_sqs::Client::new(&sdk),
-        sns: SnsPublisher::new(
-            aws_sdk_sns::Client::new(&sdk),
-            provisioned
-                .topics
-                .get(ORDERS_TOPIC)
-                .context("no orders topic")?
-                .clone(),
-            false,
-        ),
-        bus: EventBridgePublisher::new(
-            aws_sdk_eventbridge::Client::new(&sdk),
-            BILLING_BUS.to_string(),
-            Service::Invoice.source().to_string(),
-        ),
-        orders_queues: queue_urls(&provisioned, topology.subscribers_of(ORDERS_TOPIC))?,
-        billing_queues: queue_urls(&provisioned, topology.rule_targets_on(BILLING_BUS))?,
-    };
+    let routes = Routes::provision(&emulator.endpoint(), &emulator.endpoint()).await?;
     let calls = call_latencies(&routes, kind).await?;
     routes.purge().await;
     let mut measured = Vec::new();
@@ -270,7 +255,19 @@ pub async fn emulator_ceilings(
         .into_iter()
         .chain(backlogs.iter().map(|b| (Route::Flow, *b)))
     {
-        let ceiling = measure(&routes, kind, route, plan.window, backlog, plan.ceiling).await?;
+        let ceiling = measure(
+            &routes,
+            kind,
+            route,
+            Load::Window {
+                orders: plan.window,
+                publishers: 1,
+                receivers: RECEIVERS_PER_QUEUE,
+            },
+            backlog,
+            plan.ceiling,
+        )
+        .await?;
         println!(
             "   ceiling {kind} {route:?} at depth ≈{:.0}: {:.0} orders/s",
             ceiling.depth_mean, ceiling.orders_per_sec
@@ -284,7 +281,10 @@ pub async fn emulator_ceilings(
 /// Calls made one after the other, per publisher and batch size.
 pub const CALLS: usize = 30;
 
-async fn call_latencies(routes: &Routes, kind: EmulatorKind) -> anyhow::Result<Vec<CallLatency>> {
+pub async fn call_latencies(
+    routes: &Routes,
+    kind: EmulatorKind,
+) -> anyhow::Result<Vec<CallLatency>> {
     let order = sample_order("bench-ceiling-0")?;
     let mut latencies = Vec::new();
     for entries in [1, 10] {
@@ -339,8 +339,12 @@ fn queue_urls<'a>(
 }
 
 /// The clients and addresses of the two routes.
-struct Routes {
+pub struct Routes {
+    /// The measured calls' client (through a proxy in the round-trip mode).
     sqs: aws_sdk_sqs::Client,
+    /// The emulator itself, for what is not measured: parking a backlog,
+    /// sampling depths, purging.
+    direct: aws_sdk_sqs::Client,
     sns: SnsPublisher,
     bus: EventBridgePublisher,
     /// The queues subscribed to `orders`, `invoice-orders` first.
@@ -349,18 +353,53 @@ struct Routes {
 }
 
 impl Routes {
+    /// Provisions the topology on the emulator at `direct_endpoint` and
+    /// returns the routes' clients, which call `measured_endpoint` (the
+    /// emulator, or a proxy in front of it).
+    pub async fn provision(
+        measured_endpoint: &str,
+        direct_endpoint: &str,
+    ) -> anyhow::Result<Routes> {
+        let direct = harness::stack::emulator_config(direct_endpoint).await;
+        let sdk = harness::stack::emulator_config(measured_endpoint).await;
+        let topology = Topology::declare(contracts::topology::Chain::Standard);
+        let provisioned = infra::apply(&infra::Clients::from_config(&direct), &topology).await?;
+        Ok(Routes {
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            direct: aws_sdk_sqs::Client::new(&direct),
+            sns: SnsPublisher::new(
+                aws_sdk_sns::Client::new(&sdk),
+                provisioned
+                    .topics
+                    .get(ORDERS_TOPIC)
+                    .context("no orders topic")?
+                    .clone(),
+                false,
+            ),
+            bus: EventBridgePublisher::new(
+                aws_sdk_eventbridge::Client::new(&sdk),
+                BILLING_BUS.to_string(),
+                Service::Invoice.source().to_string(),
+            ),
+            orders_queues: queue_urls(&provisioned, topology.subscribers_of(ORDERS_TOPIC))?,
+            billing_queues: queue_urls(&provisioned, topology.rule_targets_on(BILLING_BUS))?,
+        })
+    }
+
     /// Empties every queue between two measurements, so none starts deep.
-    async fn purge(&self) {
+    pub async fn purge(&self) {
         for (url, _) in self.orders_queues.iter().chain(&self.billing_queues) {
-            let _ = self.sqs.purge_queue().queue_url(url).send().await;
+            let _ = self.direct.purge_queue().queue_url(url).send().await;
         }
     }
 }
 
 /// The orders in flight, and what completes them.
 struct Tracker {
-    /// Deliveries seen per order.
-    pending: Mutex<HashMap<Uuid, u8>>,
+    /// Deliveries seen per order, and when it was published.
+    pending: Mutex<HashMap<Uuid, (u8, std::time::Instant)>>,
+    /// Each completed order's time from its publish call to its last delete.
+    latency: std::sync::Mutex<Histogram>,
     /// Deliveries that complete an order.
     needed: u8,
     /// Free places in the window.
@@ -374,12 +413,17 @@ impl Tracker {
     async fn delivered(&self, id: Uuid) {
         self.deliveries.fetch_add(1, Ordering::Relaxed);
         let mut pending = self.pending.lock().await;
-        let Some(seen) = pending.get_mut(&id) else {
+        let Some((seen, published)) = pending.get_mut(&id) else {
             return;
         };
         *seen += 1;
         if *seen >= self.needed {
+            let took = published.elapsed();
             pending.remove(&id);
+            self.latency
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record(took);
             self.completed.fetch_add(1, Ordering::Relaxed);
             self.window.add_permits(1);
         }
@@ -390,23 +434,49 @@ impl Tracker {
     }
 }
 
-/// Receive → delete loops per queue.
-const RECEIVERS_PER_QUEUE: usize = 2;
+/// Receive → delete loops per queue, as the consumers run
+/// (`CONSUMER_CONCURRENCY`).
+pub const RECEIVERS_PER_QUEUE: usize = 2;
 /// Orders a ceiling waits to see completed before its rate counts, and how
 /// long it waits for them at most.
 const MIN_COMPLETED: u64 = 5;
 const MAX_MEASURING: Duration = Duration::from_secs(30);
 
-async fn measure(
+/// How a ceiling loads the emulator.
+#[derive(Debug, Clone, Copy)]
+pub enum Load {
+    /// Closed loop: `orders` in flight, refilled ten at a time by
+    /// `publishers` publish calls in flight; `receivers` receive → delete
+    /// loops per queue.
+    Window {
+        orders: usize,
+        publishers: usize,
+        receivers: usize,
+    },
+    /// Open loop: one order published at each tick of `rate` (orders per
+    /// second), whatever is still in flight, as the relay publishes at a low
+    /// rate; the measure is each order's latency.
+    Rate { rate: f64, receivers: usize },
+}
+
+pub async fn measure(
     routes: &Routes,
     kind: EmulatorKind,
     route: Route,
-    window: usize,
+    load: Load,
     backlog: usize,
     duration: Duration,
 ) -> anyhow::Result<EmulatorCeiling> {
-    let window = window.max(10);
+    let (window, publishers, receivers) = match load {
+        Load::Window {
+            orders,
+            publishers,
+            receivers,
+        } => (orders.max(10), publishers.max(1), receivers.max(1)),
+        Load::Rate { receivers, .. } => (0, 0, receivers.max(1)),
+    };
     let tracker = Arc::new(Tracker {
+        latency: std::sync::Mutex::new(Histogram::new()),
         pending: Mutex::new(HashMap::new()),
         needed: if route == Route::Flow { 4 } else { 2 },
         window: Semaphore::new(window),
@@ -415,6 +485,8 @@ async fn measure(
         errors: AtomicU64::new(0),
     });
     let stop = CancellationToken::new();
+    // The open loop's publisher stops first, so its last orders complete.
+    let publishing = stop.child_token();
     let mut tasks = JoinSet::new();
     let order = sample_order("bench-ceiling-0")?;
     if backlog > 0 {
@@ -437,18 +509,29 @@ async fn measure(
                 .map(|(u, _)| u.as_str())
                 .collect(),
         };
-        park(&routes.sqs, &urls, backlog, &order).await?;
+        park(&routes.direct, &urls, backlog, &order).await?;
     }
     let (forward_tx, forward_rx) = mpsc::unbounded_channel::<Uuid>();
     let mut queues: Vec<(String, Delivery, bool)> = Vec::new();
     match route {
         Route::Orders | Route::Flow => {
-            tasks.spawn(publish_orders(
-                routes.sns.clone(),
-                order.clone(),
-                tracker.clone(),
-                stop.clone(),
-            ));
+            for _ in 0..publishers {
+                tasks.spawn(publish_orders(
+                    routes.sns.clone(),
+                    order.clone(),
+                    tracker.clone(),
+                    stop.clone(),
+                ));
+            }
+            if let Load::Rate { rate, .. } = load {
+                tasks.spawn(publish_at_rate(
+                    routes.sns.clone(),
+                    order.clone(),
+                    rate,
+                    tracker.clone(),
+                    publishing.clone(),
+                ));
+            }
             for (i, (url, delivery)) in routes.orders_queues.iter().enumerate() {
                 // The invoice service's queue feeds the bus in the flow.
                 queues.push((url.clone(), *delivery, route == Route::Flow && i == 0));
@@ -458,6 +541,10 @@ async fn measure(
     }
     match route {
         Route::Billing => {
+            anyhow::ensure!(
+                matches!(load, Load::Window { .. }),
+                "the billing route is measured with a window only"
+            );
             let (tx, rx) = mpsc::unbounded_channel::<Uuid>();
             tasks.spawn(fill_window(tracker.clone(), tx, stop.clone()));
             tasks.spawn(publish_invoices(
@@ -484,9 +571,13 @@ async fn measure(
             queues.push((url.clone(), *delivery, false));
         }
     }
+    // Joined, not aborted, at the end: an abandoned long poll would live on
+    // in the emulator and take the next measurement's first messages with
+    // it, hidden for the visibility timeout.
+    let mut polls = JoinSet::new();
     for (url, delivery, forwards) in &queues {
-        for _ in 0..RECEIVERS_PER_QUEUE {
-            tasks.spawn(receive_and_delete(
+        for _ in 0..receivers {
+            polls.spawn(receive_and_delete(
                 routes.sqs.clone(),
                 url.clone(),
                 *delivery,
@@ -511,6 +602,7 @@ async fn measure(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let started = tokio::time::Instant::now();
+    *tracker.latency.lock().unwrap_or_else(|e| e.into_inner()) = Histogram::new();
     let (completed0, deliveries0, errors0) = (
         tracker.completed.load(Ordering::Relaxed),
         tracker.deliveries.load(Ordering::Relaxed),
@@ -526,7 +618,7 @@ async fn measure(
     while started.elapsed() < duration || (!enough() && started.elapsed() < MAX_MEASURING) {
         let mut deepest = 0;
         for (url, _, _) in &queues {
-            deepest = deepest.max(depth(&routes.sqs, url).await.unwrap_or(0));
+            deepest = deepest.max(depth(&routes.direct, url).await.unwrap_or(0));
         }
         depths.push(deepest);
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -534,10 +626,30 @@ async fn measure(
     let seconds = started.elapsed().as_secs_f64();
     let completed = tracker.completed.load(Ordering::Relaxed) - completed0;
     let deliveries = tracker.deliveries.load(Ordering::Relaxed) - deliveries0;
+    publishing.cancel();
+    if let Load::Rate { .. } = load {
+        // Every order of the open loop counts in the latency: wait for the
+        // last ones, within a bound (one that never completes is missing
+        // from the count, which the report shows beside the rate).
+        let _ = wait::until("the open loop's orders", MAX_MEASURING, || async {
+            match tracker.pending.lock().await.len() {
+                0 => Ok(()),
+                n => Err(format!("{n} orders in flight")),
+            }
+        })
+        .await;
+    }
     let errors = tracker.errors.load(Ordering::Relaxed) - errors0;
+    let latency = tracker
+        .latency
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .percentiles();
     stop.cancel();
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+    // Each loop ends after its poll in flight (a wait of 1 s at most).
+    while polls.join_next().await.is_some() {}
     Ok(EmulatorCeiling {
         emulator: kind.to_string(),
         route,
@@ -549,6 +661,11 @@ async fn measure(
         depth_max: depths.iter().copied().max().unwrap_or(0),
         errors,
         seconds,
+        offered_rate: match load {
+            Load::Rate { rate, .. } => Some(rate),
+            Load::Window { .. } => None,
+        },
+        latency,
     })
 }
 
@@ -620,9 +737,10 @@ async fn publish_orders(
             .filter_map(|_| outbox_message(&envelopes(&order).0).ok())
             .collect();
         {
+            let now = std::time::Instant::now();
             let mut pending = tracker.pending.lock().await;
             for m in &batch {
-                pending.insert(m.id, 0);
+                pending.insert(m.id, (0, now));
             }
         }
         if !published(sns.publish(&batch).await) {
@@ -635,6 +753,43 @@ async fn publish_orders(
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// One order per tick of `rate`, each in a publish call of its own started
+/// on time whatever is still in flight (an open loop), as a relay woken by
+/// each commit publishes at a low rate.
+async fn publish_at_rate(
+    sns: SnsPublisher,
+    order: SampleOrder,
+    rate: f64,
+    tracker: Arc<Tracker>,
+    stop: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
+    let mut calls = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = ticks.tick() => {}
+        }
+        while calls.try_join_next().is_some() {}
+        let Ok(message) = outbox_message(&envelopes(&order).0) else {
+            continue;
+        };
+        tracker
+            .pending
+            .lock()
+            .await
+            .insert(message.id, (0, std::time::Instant::now()));
+        let (sns, tracker) = (sns.clone(), tracker.clone());
+        calls.spawn(async move {
+            if !published(sns.publish(std::slice::from_ref(&message)).await) {
+                tracker.failed();
+                tracker.pending.lock().await.remove(&message.id);
+            }
+        });
+    }
+    while calls.join_next().await.is_some() {}
 }
 
 /// Whether the call and every entry of it succeeded.
@@ -654,7 +809,11 @@ async fn fill_window(
         };
         permit.forget();
         let id = Uuid::now_v7();
-        tracker.pending.lock().await.insert(id, 0);
+        tracker
+            .pending
+            .lock()
+            .await
+            .insert(id, (0, std::time::Instant::now()));
         if ids.send(id).is_err() {
             return;
         }
@@ -711,18 +870,18 @@ async fn receive_and_delete(
         detail: Envelope,
     }
     while !stop.is_cancelled() {
-        let received = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = sqs
-                .receive_message()
-                .queue_url(&url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .visibility_timeout(30)
-                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-                .message_attribute_names("All")
-                .send() => r,
-        };
+        // Not cut short by the stop: the poll runs out (1 s at most), so no
+        // abandoned poll is left in the emulator.
+        let received = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .visibility_timeout(30)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_attribute_names("All")
+            .send()
+            .await;
         let Ok(received) = received else {
             tracker.failed();
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -824,5 +983,220 @@ pub async fn postgres_ceiling(admin_url: &str, plan: &Plan) -> anyhow::Result<Po
         concurrency: plan.postgres_concurrency,
         latency: latency.percentiles(),
         seconds,
+    })
+}
+
+/// What the emulator takes from publishers alone: the relay's side of the
+/// round-trip mode's comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishCeiling {
+    pub emulator: String,
+    /// `PublishBatch` calls of ten kept in flight.
+    pub publishers: usize,
+    pub events_per_sec: f64,
+    /// One call's duration (ms).
+    pub latency: Percentiles,
+    pub errors: u64,
+    pub seconds: f64,
+}
+
+/// `publishers` tasks each publishing batches of ten `OrderPlaced` to the
+/// `orders` topic back to back (the relay's own publisher) for `duration`,
+/// after a quarter of it to warm up. The queues are purged afterwards.
+pub async fn publish_ceiling(
+    routes: &Routes,
+    kind: EmulatorKind,
+    publishers: usize,
+    duration: Duration,
+) -> anyhow::Result<PublishCeiling> {
+    let order = sample_order("bench-ceiling-0")?;
+    let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    for _ in 0..publishers.max(1) {
+        let (sns, order, measuring, stop) = (
+            routes.sns.clone(),
+            order.clone(),
+            measuring.clone(),
+            stop.clone(),
+        );
+        tasks.spawn(async move {
+            let (mut events, mut errors, mut latency) = (0u64, 0u64, Histogram::new());
+            while !stop.is_cancelled() {
+                let batch: Vec<OutboxMessage> = (0..10)
+                    .filter_map(|_| outbox_message(&envelopes(&order).0).ok())
+                    .collect();
+                let started = std::time::Instant::now();
+                let ok = published(sns.publish(&batch).await);
+                if measuring.load(Ordering::Relaxed) {
+                    latency.record(started.elapsed());
+                    if ok {
+                        events += batch.len() as u64;
+                    } else {
+                        errors += 1;
+                    }
+                }
+                if !ok {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            (events, errors, latency)
+        });
+    }
+    tokio::time::sleep(duration / 4).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = std::time::Instant::now();
+    tokio::time::sleep(duration).await;
+    measuring.store(false, Ordering::Relaxed);
+    let seconds = started.elapsed().as_secs_f64();
+    stop.cancel();
+    let (mut events, mut errors, mut latency) = (0, 0, Histogram::new());
+    while let Some(done) = tasks.join_next().await {
+        let (e, x, h) = done?;
+        events += e;
+        errors += x;
+        latency.add(&h);
+    }
+    routes.purge().await;
+    Ok(PublishCeiling {
+        emulator: kind.to_string(),
+        publishers,
+        events_per_sec: events as f64 / seconds,
+        latency: latency.percentiles(),
+        errors,
+        seconds,
+    })
+}
+
+/// What the emulator hands to receivers alone: the consumers' side.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReceiveCeiling {
+    pub emulator: String,
+    /// Receive → delete-batch loops on the one queue.
+    pub receivers: usize,
+    pub messages: usize,
+    /// Messages deleted per second, from the first receive to the last delete.
+    pub messages_per_sec: f64,
+    pub errors: u64,
+}
+
+/// Fills `invoice-orders` with `messages` (straight to the emulator), then
+/// drains it with `receivers` receive-ten → delete-batch loops through the
+/// measured client.
+pub async fn receive_ceiling(
+    routes: &Routes,
+    kind: EmulatorKind,
+    receivers: usize,
+    messages: usize,
+) -> anyhow::Result<ReceiveCeiling> {
+    let order = sample_order("bench-ceiling-0")?;
+    let body = serde_json::to_string(&envelopes(&order).0)?;
+    let (url, _) = routes
+        .orders_queues
+        .first()
+        .context("no queue on the orders topic")?;
+    for first in (0..messages).step_by(10) {
+        let entries = (first..(first + 10).min(messages))
+            .map(|i| {
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(&body)
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        routes
+            .direct
+            .send_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await?;
+    }
+    let deleted = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let stop = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let started = std::time::Instant::now();
+    for _ in 0..receivers.max(1) {
+        let (sqs, url, deleted, errors, stop) = (
+            routes.sqs.clone(),
+            url.clone(),
+            deleted.clone(),
+            errors.clone(),
+            stop.clone(),
+        );
+        tasks.spawn(async move {
+            let mut last = started.elapsed();
+            while !stop.is_cancelled() && deleted.load(Ordering::Relaxed) < messages as u64 {
+                let received = sqs
+                    .receive_message()
+                    .queue_url(&url)
+                    .max_number_of_messages(10)
+                    .wait_time_seconds(1)
+                    .visibility_timeout(30)
+                    .send()
+                    .await;
+                let Ok(received) = received else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let entries: Vec<DeleteMessageBatchRequestEntry> = received
+                    .messages()
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, m)| {
+                        DeleteMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .receipt_handle(m.receipt_handle()?)
+                            .build()
+                            .ok()
+                    })
+                    .collect();
+                if entries.is_empty() {
+                    continue;
+                }
+                let n = entries.len() as u64;
+                match sqs
+                    .delete_message_batch()
+                    .queue_url(&url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                {
+                    Ok(_) => {
+                        deleted.fetch_add(n, Ordering::Relaxed);
+                        last = started.elapsed();
+                    }
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            last
+        });
+    }
+    let drained = wait::until("the receivers to drain the queue", MAX_MEASURING, || {
+        let deleted = deleted.clone();
+        async move {
+            match deleted.load(Ordering::Relaxed) {
+                n if n >= messages as u64 => Ok(()),
+                n => Err(format!("{n} of {messages} deleted")),
+            }
+        }
+    })
+    .await;
+    stop.cancel();
+    let mut last = Duration::ZERO;
+    while let Some(done) = tasks.join_next().await {
+        last = last.max(done?);
+    }
+    routes.purge().await;
+    drained.map_err(|e| anyhow::anyhow!("the receive ceiling on {kind}: {e}"))?;
+    Ok(ReceiveCeiling {
+        emulator: kind.to_string(),
+        receivers,
+        messages,
+        messages_per_sec: deleted.load(Ordering::Relaxed) as f64 / last.as_secs_f64().max(0.001),
+        errors: errors.load(Ordering::Relaxed),
     })
 }

@@ -15,15 +15,22 @@
 //!    services, one Postgres server each), or the running stack the demo
 //!    described (`--running .stack/logs/stack.json`), and:
 //!    - the **Postgres ceiling** on the order service's server;
-//!    - the **search** for the highest sustained rate (`step`);
+//!    - the **search** for the highest sustained rate (`step`), run
+//!      `search_repeats` times: the sustained rate is the median, reported
+//!      with the spread, so one lucky step cannot mark a target met;
 //!    - the **reference step** at half that rate, where the latency
 //!      targets are judged, with every hop of every order (`hops`);
 //!    - a **burst** for the relay's drain rate;
 //!    - the **baseline**: both relays restarted as peers run theirs by
 //!      default (no LISTEN/NOTIFY, one event per call, a fixed poll), then
 //!      the same reference step and burst (only on a stack of its own).
-//! 3. The **report** (`report`, `chart`): a table on the terminal, JSON,
-//!    Markdown and an SVG chart under the results folder.
+//! 3. The **round-trip mode** (`roundtrip`, when `round_trips` is not
+//!    empty): on each emulator, every AWS call through a proxy that adds a
+//!    round-trip time, the bare client's ceilings and both relays (the
+//!    configured one and the single-flight one) at each.
+//! 4. The **report** (`report`, `chart`): a table on the terminal, JSON,
+//!    Markdown and an SVG chart under the results folder, with each
+//!    emulator's ceilings beside what the services sustained on it.
 //!
 //! The smoke test runs `Plan::smoke` (seconds) and checks only that every
 //! figure is there and every order completed; the figures are read from the
@@ -34,6 +41,7 @@ pub mod chart;
 pub mod hops;
 pub mod plan;
 pub mod report;
+pub mod roundtrip;
 pub mod step;
 
 use std::collections::BTreeMap;
@@ -86,6 +94,9 @@ pub async fn run(plan: &Plan, results: &Path, command: &str) -> anyhow::Result<(
     if plan.stock_ceilings && !kinds.contains(&EmulatorKind::MotoStock) {
         kinds.push(EmulatorKind::MotoStock);
     }
+    if plan.round_trips_only {
+        kinds.clear();
+    }
     println!(
         "== ceilings of the emulators ({} s each)",
         plan.ceiling.as_secs_f64()
@@ -101,6 +112,7 @@ pub async fn run(plan: &Plan, results: &Path, command: &str) -> anyhow::Result<(
 
     let mut runs = Vec::new();
     match &running {
+        _ if plan.round_trips_only => {}
         Some(stack) => {
             println!("== {}: the running stack", stack.emulator);
             let subject = Subject::described(stack, Topology::declare(Chain::Standard))?;
@@ -120,6 +132,25 @@ pub async fn run(plan: &Plan, results: &Path, command: &str) -> anyhow::Result<(
     for run in &mut runs {
         report::judge(run, &ceilings);
     }
+    let mut round_trips = Vec::new();
+    if !plan.round_trips.is_empty() {
+        anyhow::ensure!(
+            running.is_none(),
+            "the round-trip mode starts stacks of its own: leave out --running"
+        );
+        for kind in &plan.emulators {
+            let rate = plan
+                .round_trip_rate
+                .or_else(|| {
+                    runs.iter()
+                        .find(|r| r.emulator == kind.as_str())
+                        .map(|r| r.reference.offered_rate)
+                })
+                .unwrap_or(10.0);
+            round_trips.push(roundtrip::run(*kind, plan, &log_dir, rate).await?);
+        }
+        roundtrip::judge(&mut round_trips);
+    }
     let report = Report {
         started_at,
         seconds: clock.elapsed().as_secs_f64(),
@@ -135,6 +166,7 @@ pub async fn run(plan: &Plan, results: &Path, command: &str) -> anyhow::Result<(
         ceilings,
         calls,
         runs,
+        round_trips,
     };
     report.write(&dir)?;
     Ok((report, dir))
@@ -209,10 +241,14 @@ async fn measure(
         postgres.orders_per_sec
     );
 
-    println!("== {emulator}: searching for the sustained rate");
-    let search = step::search(subject, &observer, plan).await?;
-    let mut steps = search.steps;
-    let reference_rate = (search.sustained_rate / 2.0).round().max(1.0);
+    println!(
+        "== {emulator}: searching for the sustained rate ({} times)",
+        plan.search_repeats.max(1)
+    );
+    let searches = step::searches(subject, &observer, plan).await?;
+    let mut steps = searches.steps;
+    let sustained_rate = step::median(&searches.sustained_rates);
+    let reference_rate = (sustained_rate / 2.0).round().max(1.0);
     let reference = step::run_step(
         subject,
         &observer,
@@ -256,7 +292,9 @@ async fn measure(
         emulator: emulator.to_string(),
         postgres,
         steps,
-        sustained_rate: search.sustained_rate,
+        sustained_rate,
+        sustained_rates: searches.sustained_rates,
+        cpu_at_sustained: searches.cpu_at_sustained,
         reference,
         burst,
         baseline,

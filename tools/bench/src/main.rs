@@ -4,6 +4,8 @@
 //!     bench                                  # the full run, a few minutes
 //!     bench --step-secs 5 --refine 1         # quicker
 //!     bench --emulator fakecloud             # where its binary is installed
+//!     bench --emulator all                   # every emulator installed here
+//!     bench --round-trips 5,20,50            # also at those round-trip times
 //!     bench --running                        # the stack scripts/demo.sh runs
 //!     bench --smoke                          # seconds: checks the plumbing only
 //!
@@ -26,10 +28,11 @@ struct Args {
     /// The short plan of the smoke test (every flag below still applies).
     #[arg(long)]
     smoke: bool,
-    /// Emulators to run the whole benchmark on, repeatable [default: moto,
-    /// and fakecloud when its binary is installed].
-    #[arg(long)]
-    emulator: Vec<EmulatorKind>,
+    /// Emulators to run the whole benchmark on, repeatable, or `all` for
+    /// every one installed here but stock moto (whose ceilings are measured
+    /// anyway) [default: moto, and fakecloud when its binary is installed].
+    #[arg(long, value_parser = emulator_choice)]
+    emulator: Vec<Emulators>,
     /// Drive the running stack that `scripts/demo.sh` started (it describes
     /// itself in .stack/logs/stack.json) instead of starting one; there is no
     /// baseline then, since it restarts services.
@@ -50,6 +53,30 @@ struct Args {
     /// Bisections after the doubling.
     #[arg(long)]
     refine: Option<u32>,
+    /// How many times the search runs; the sustained rate is their median
+    /// [default: 3; the smoke plan 1].
+    #[arg(long)]
+    search_repeats: Option<u32>,
+    /// The round-trip mode: round-trip times in milliseconds,
+    /// comma-separated, each added to every AWS call of the services and of
+    /// the bare client through a proxy (half each way, per chunk, and one
+    /// more for a new connection's handshake).
+    #[arg(long, value_delimiter = ',')]
+    round_trips: Vec<u64>,
+    /// Orders of the round-trip mode's bursts [default: 500].
+    #[arg(long)]
+    round_trip_burst: Option<usize>,
+    /// Only the round-trip mode: skip the run without a proxy.
+    #[arg(long)]
+    round_trips_only: bool,
+    /// The configured relay's RELAY_MAX_IN_FLIGHT in the round-trip mode,
+    /// measured beside the single-flight relay [default: 4].
+    #[arg(long)]
+    relay_in_flight: Option<u32>,
+    /// The round-trip mode's load, orders per second [default: the
+    /// reference rate of the run without a proxy, or 10].
+    #[arg(long)]
+    round_trip_rate: Option<f64>,
     /// More rates to measure besides the search's, comma-separated.
     #[arg(long, value_delimiter = ',')]
     rates: Vec<f64>,
@@ -93,7 +120,39 @@ impl Args {
         };
         let secs = Duration::from_secs_f64;
         if !self.emulator.is_empty() {
-            plan.emulators = self.emulator.clone();
+            let mut kinds = Vec::new();
+            for choice in &self.emulator {
+                let more = match choice {
+                    Emulators::All => bench::plan::all_present(),
+                    Emulators::One(kind) => vec![*kind],
+                };
+                for kind in more {
+                    if !kinds.contains(&kind) {
+                        kinds.push(kind);
+                    }
+                }
+            }
+            plan.emulators = kinds;
+        }
+        if let Some(n) = self.search_repeats {
+            plan.search_repeats = n.max(1);
+        }
+        if !self.round_trips.is_empty() {
+            plan.round_trips = self
+                .round_trips
+                .iter()
+                .map(|ms| Duration::from_millis(*ms))
+                .collect();
+        }
+        plan.round_trips_only = self.round_trips_only;
+        if let Some(n) = self.round_trip_burst {
+            plan.round_trip_burst = n;
+        }
+        if let Some(n) = self.relay_in_flight {
+            plan.relay_in_flight = n;
+        }
+        if self.round_trip_rate.is_some() {
+            plan.round_trip_rate = self.round_trip_rate;
         }
         if self.running.is_some() {
             plan.running = self.running.clone();
@@ -143,6 +202,20 @@ impl Args {
             plan.service_log = log.clone();
         }
         plan
+    }
+}
+
+/// An emulator kind, or every one installed.
+#[derive(Debug, Clone, Copy)]
+enum Emulators {
+    All,
+    One(EmulatorKind),
+}
+
+fn emulator_choice(s: &str) -> Result<Emulators, String> {
+    match s {
+        "all" => Ok(Emulators::All),
+        kind => kind.parse().map(Emulators::One),
     }
 }
 

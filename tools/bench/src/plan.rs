@@ -26,6 +26,10 @@ pub struct Plan {
     /// The search never offers more than this.
     pub max_rate: f64,
     pub refine: u32,
+    /// How many times the whole search runs: the sustained rate is the
+    /// median of the searches, reported with their spread, so one lucky step
+    /// cannot mark a target met.
+    pub search_repeats: u32,
     /// More rates to measure, besides the search's.
     pub extra_rates: Vec<f64>,
     /// How long the load runs at the reference rate (half the sustained
@@ -59,6 +63,30 @@ pub struct Plan {
     /// More environment for every service of a stack the benchmark starts
     /// (settings to try, such as `CONSUMER_CONCURRENCY=1`).
     pub service_env: Vec<(String, String)>,
+    /// The round-trip mode: for each of these round-trip times, every AWS
+    /// call of the services and of the bare client passes a proxy that adds
+    /// it (half each way, and one more for a new connection's handshake).
+    /// Empty: no round-trip mode.
+    #[serde(with = "millis_list")]
+    pub round_trips: Vec<Duration>,
+    /// Skip the run without a proxy (its ceilings, search and baseline):
+    /// only the round-trip mode.
+    pub round_trips_only: bool,
+    /// The configured relay's `RELAY_MAX_IN_FLIGHT` in the round-trip mode,
+    /// measured beside the single-flight relay (1).
+    pub relay_in_flight: u32,
+    /// The load of the round-trip mode's steps, orders per second; by
+    /// default the reference rate of the run without a proxy on the same
+    /// emulator (or 10 without one).
+    pub round_trip_rate: Option<f64>,
+    /// Orders of the round-trip mode's bursts (the relay's, the consumers'),
+    /// smaller than `burst`: at 50 ms a consumer takes a few dozen messages
+    /// a second.
+    pub round_trip_burst: usize,
+    /// Calls kept in flight by the bare client when it measures an
+    /// emulator's publish and receive ceilings through the proxy: enough that
+    /// the round trip does not limit it.
+    pub ceiling_concurrency: usize,
 }
 
 impl Plan {
@@ -72,6 +100,7 @@ impl Plan {
             start_rate: 25.0,
             max_rate: 1600.0,
             refine: 2,
+            search_repeats: 3,
             extra_rates: vec![],
             reference: Duration::from_secs(15),
             ceiling: Duration::from_secs(4),
@@ -84,6 +113,12 @@ impl Plan {
             drain_deadline: Duration::from_secs(90),
             service_log: "info".into(),
             service_env: vec![],
+            round_trips: vec![],
+            round_trips_only: false,
+            relay_in_flight: 4,
+            round_trip_rate: None,
+            round_trip_burst: 500,
+            ceiling_concurrency: 16,
         }
     }
 
@@ -97,6 +132,7 @@ impl Plan {
             start_rate: 10.0,
             max_rate: 20.0,
             refine: 0,
+            search_repeats: 1,
             extra_rates: vec![],
             reference: Duration::from_secs(2),
             ceiling: Duration::from_millis(1500),
@@ -109,6 +145,12 @@ impl Plan {
             drain_deadline: Duration::from_secs(60),
             service_log: "info".into(),
             service_env: vec![("SQS_WAIT_TIME_SECONDS".into(), "2".into())],
+            round_trips: vec![],
+            round_trips_only: false,
+            relay_in_flight: 4,
+            round_trip_rate: None,
+            round_trip_burst: 20,
+            ceiling_concurrency: 4,
         }
     }
 
@@ -122,6 +164,15 @@ impl Plan {
             .and_then(|(_, v)| v.parse().ok())
             .map_or(Duration::from_secs(10), Duration::from_secs)
     }
+
+    /// The value the services get for `key`: the plan's last setting of it.
+    pub fn service_setting(&self, key: &str) -> Option<&str> {
+        self.service_env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// moto with the fixes, and fakecloud where its binary is installed.
@@ -131,6 +182,27 @@ pub fn default_emulators() -> Vec<EmulatorKind> {
         kinds.push(EmulatorKind::Fakecloud);
     }
     kinds
+}
+
+/// Whether `kind` is installed here (its venv or binary exists).
+pub fn present(kind: EmulatorKind) -> bool {
+    use testkit::emulator as e;
+    match kind {
+        EmulatorKind::Moto | EmulatorKind::MotoStock => e::python().exists(),
+        EmulatorKind::Fakecloud => e::fakecloud_binary().is_some(),
+        EmulatorKind::Ministack => e::ministack().exists(),
+        EmulatorKind::Localstack => e::localstack_python().exists(),
+    }
+}
+
+/// Every emulator installed here that the whole benchmark runs on: all but
+/// stock moto, whose ceilings are measured anyway and on which a search
+/// would take an hour.
+pub fn all_present() -> Vec<EmulatorKind> {
+    EmulatorKind::ALL
+        .into_iter()
+        .filter(|k| *k != EmulatorKind::MotoStock && present(*k))
+        .collect()
 }
 
 fn kinds<S: serde::Serializer>(kinds: &[EmulatorKind], s: S) -> Result<S::Ok, S::Error> {
@@ -143,6 +215,15 @@ mod secs {
         s: S,
     ) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+mod millis_list {
+    pub(super) fn serialize<S: serde::Serializer>(
+        list: &[std::time::Duration],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(list.iter().map(|d| d.as_millis()))
     }
 }
 

@@ -45,7 +45,13 @@ pub struct Run {
     pub postgres: PostgresCeiling,
     /// The search's steps, then the reference step and any extra rates.
     pub steps: Vec<Step>,
+    /// The median of the searches' sustained rates: what the targets are
+    /// judged on.
     pub sustained_rate: f64,
+    /// Each search's sustained rate, in the order they ran.
+    pub sustained_rates: Vec<f64>,
+    /// Each search's services' CPU per order at its sustained rate.
+    pub cpu_at_sustained: Vec<f64>,
     pub reference: Step,
     pub burst: Burst,
     /// Not measured on a stack the benchmark did not start.
@@ -92,6 +98,8 @@ pub struct Report {
     /// One publish call on an idle emulator: the floor of the relay hops.
     pub calls: Vec<CallLatency>,
     pub runs: Vec<Run>,
+    /// The round-trip mode, per emulator (empty when not asked for).
+    pub round_trips: Vec<super::roundtrip::RoundTripRun>,
 }
 
 const RELAY_P99_MS: f64 = 20.0;
@@ -125,8 +133,10 @@ pub fn judge(run: &mut Run, ceilings: &[EmulatorCeiling]) {
                 run.emulator
             ),
             observed: format!(
-                "{rate:.0} orders/s of {:.0} (depth ≈{:.0})",
-                ceiling.orders_per_sec, ceiling.depth_mean
+                "median {rate:.0} orders/s ({}) of {:.0} (depth ≈{:.0})",
+                spread(&run.sustained_rates),
+                ceiling.orders_per_sec,
+                ceiling.depth_mean
             ),
             ratio,
             met: ratio >= THROUGHPUT_SHARE,
@@ -167,6 +177,18 @@ pub fn judge(run: &mut Run, ceilings: &[EmulatorCeiling]) {
         observed: format!("p99 {:.1} ms at {:.0}/s", e2e.p99, reference.offered_rate),
         ratio: e2e.p99 / END_TO_END_P99_MS,
         met: e2e.p99 <= END_TO_END_P99_MS && e2e.count > 0,
+    });
+    let at_sustained = super::step::median(&run.cpu_at_sustained);
+    verdicts.push(Verdict {
+        target: format!(
+            "three services together ≤ {CPU_MS_PER_ORDER} ms CPU per order at the sustained rate"
+        ),
+        observed: format!(
+            "median {at_sustained:.2} ms per order ({}) at each search's sustained rate",
+            spread(&run.cpu_at_sustained)
+        ),
+        ratio: at_sustained / CPU_MS_PER_ORDER,
+        met: !run.cpu_at_sustained.is_empty() && at_sustained <= CPU_MS_PER_ORDER,
     });
     let cpu = reference.services_cpu_ms_per_order();
     verdicts.push(Verdict {
@@ -220,6 +242,26 @@ pub fn judge(run: &mut Run, ceilings: &[EmulatorCeiling]) {
     }
     run.verdicts = verdicts;
     run.ratios = ratios;
+}
+
+/// `min–max of n`, for a figure measured more than once.
+pub fn spread(values: &[f64]) -> String {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    match values.len() {
+        0 => "none".into(),
+        1 => "one search".into(),
+        n => format!("{} to {} over {n} searches", sig(min), sig(max)),
+    }
+}
+
+/// A whole number, or two decimals below 10.
+fn sig(v: f64) -> String {
+    if v.abs() < 10.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.0}")
+    }
 }
 
 fn latency(step: &Step, hop: &str) -> Percentiles {
@@ -298,15 +340,72 @@ impl Report {
             "\nOne publish call on an idle emulator, {} calls in a row (ms): the floor under the relay hops, whose `published_at` is taken after the broker answered.\n\n{calls}",
             super::ceiling::CALLS
         );
+        if !self.runs.is_empty() {
+            per_emulator(&mut md, self);
+        }
         for run in &self.runs {
             run_markdown(&mut md, run);
+        }
+        if !self.round_trips.is_empty() {
+            super::roundtrip::markdown(&mut md, &self.round_trips);
         }
         md
     }
 }
 
+/// Each emulator's ceilings beside what our services sustained on it.
+fn per_emulator(md: &mut String, report: &Report) {
+    let mut table = Table::new([
+        "emulator",
+        "flow ceiling (orders/s)",
+        "orders route",
+        "billing route",
+        "PublishBatch of 10 p50 (ms)",
+        "our sustained rate: median (spread)",
+        "median ÷ flow ceiling",
+    ])
+    .right_aligned(1..);
+    let mut emulators: Vec<&str> = report
+        .ceilings
+        .iter()
+        .map(|c| c.emulator.as_str())
+        .collect();
+    emulators.dedup();
+    for emulator in emulators {
+        let route = |r: Route| {
+            report
+                .ceilings
+                .iter()
+                .find(|c| c.emulator == emulator && c.route == r && c.backlog == 0)
+                .map_or("–".into(), |c| format!("{:.0}", c.orders_per_sec))
+        };
+        let publish = report
+            .calls
+            .iter()
+            .find(|c| c.emulator == emulator && c.call == "PublishBatch" && c.entries == 10)
+            .map_or("–".into(), |c| tenths(c.latency.p50));
+        let run = report.runs.iter().find(|r| r.emulator == emulator);
+        let flow = flow_ceiling(&report.ceilings, emulator).map(|c| c.orders_per_sec);
+        table.row([
+            emulator.to_string(),
+            route(Route::Flow),
+            route(Route::Orders),
+            route(Route::Billing),
+            publish,
+            run.map_or("not run".into(), |r| {
+                format!("{:.0} ({})", r.sustained_rate, spread(&r.sustained_rates))
+            }),
+            match (run, flow) {
+                (Some(r), Some(f)) if f > 0.0 => ratio(r.sustained_rate / f),
+                _ => "–".into(),
+            },
+        ]);
+    }
+    let _ = write!(md, "\n## Per emulator\n\n{table}");
+}
+
 /// Two decimals, or three significant digits for a small ratio.
-fn ratio(r: f64) -> String {
+pub fn ratio(r: f64) -> String {
     if r != 0.0 && r.abs() < 0.1 {
         format!("{r:.3}")
     } else {
@@ -315,7 +414,7 @@ fn ratio(r: f64) -> String {
 }
 
 /// Milliseconds to a tenth.
-fn tenths(ms: f64) -> String {
+pub fn tenths(ms: f64) -> String {
     format!("{ms:.1}")
 }
 
@@ -333,10 +432,12 @@ fn run_markdown(md: &mut String, run: &Run) {
     );
     let _ = writeln!(
         md,
-        "Published sizes: OrderPlaced {} bytes, InvoiceIssued {} bytes. **Sustained rate: {:.0} orders/s**; reference rate (half): {:.0}/s.\n",
+        "Published sizes: OrderPlaced {} bytes, InvoiceIssued {} bytes. **Sustained rate: {:.0} orders/s**, the median of {} searches ({}); reference rate (half): {:.0}/s.\n",
         run.message_bytes.order_placed,
         run.message_bytes.invoice_issued,
         run.sustained_rate,
+        run.sustained_rates.len(),
+        spread(&run.sustained_rates),
         run.reference.offered_rate
     );
     let mut targets = Table::new(["target", "observed", "ratio", "met"]).right_aligned(2..3);

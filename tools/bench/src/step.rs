@@ -102,7 +102,7 @@ impl Subject {
     }
 
     /// Sends `signal` to a service's process.
-    fn signal(&self, service: Service, signal: Signal) -> anyhow::Result<()> {
+    pub fn signal(&self, service: Service, signal: Signal) -> anyhow::Result<()> {
         let pid = self
             .services
             .get(service.name())
@@ -343,7 +343,7 @@ async fn sample_backlog(observer: &Observer, t: f64) -> anyhow::Result<Backlog> 
 
 /// Waits until nothing is queued anywhere and every one of `orders` is
 /// invoiced and notified, calling `meanwhile` at each look.
-async fn wait_until_complete(
+pub async fn wait_until_complete(
     observer: &Observer,
     orders: &[Uuid],
     deadline: Duration,
@@ -436,14 +436,80 @@ pub struct Search {
     pub sustained_rate: f64,
 }
 
+impl Search {
+    /// The services' CPU per order at the sustained rate: the last step
+    /// measured at that rate (none when nothing was sustained).
+    pub fn cpu_at_sustained(&self) -> Option<f64> {
+        self.steps
+            .iter()
+            .rev()
+            .find(|s| s.sustained && s.offered_rate == self.sustained_rate)
+            .map(Step::services_cpu_ms_per_order)
+    }
+}
+
+/// The searches of a run: the sustained rate is their median.
+pub struct Searches {
+    pub steps: Vec<Step>,
+    /// Each search's sustained rate, in the order they ran.
+    pub sustained_rates: Vec<f64>,
+    /// Each search's services' CPU per order at its sustained rate.
+    pub cpu_at_sustained: Vec<f64>,
+}
+
+/// The median, the lower of the middle two for an even count (so a tie
+/// never rounds a target up), 0 for none.
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n => sorted[(n - 1) / 2],
+    }
+}
+
+/// Runs the search `plan.search_repeats` times, one after the other.
+pub async fn searches(
+    subject: &Subject,
+    observer: &Observer,
+    plan: &Plan,
+) -> anyhow::Result<Searches> {
+    let repeats = plan.search_repeats.max(1);
+    let mut all = Searches {
+        steps: Vec::new(),
+        sustained_rates: Vec::new(),
+        cpu_at_sustained: Vec::new(),
+    };
+    for i in 1..=repeats {
+        let label = if repeats == 1 {
+            "search".to_string()
+        } else {
+            format!("search {i}/{repeats}")
+        };
+        let found = search(subject, observer, plan, &label).await?;
+        println!("   {label}: sustained {:.0} orders/s", found.sustained_rate);
+        all.sustained_rates.push(found.sustained_rate);
+        if let Some(cpu) = found.cpu_at_sustained() {
+            all.cpu_at_sustained.push(cpu);
+        }
+        all.steps.extend(found.steps);
+    }
+    Ok(all)
+}
+
 /// Doubles, then bisects, the rate; see the module's documentation.
-pub async fn search(subject: &Subject, observer: &Observer, plan: &Plan) -> anyhow::Result<Search> {
+pub async fn search(
+    subject: &Subject,
+    observer: &Observer,
+    plan: &Plan,
+    label: &str,
+) -> anyhow::Result<Search> {
     let mut steps = Vec::new();
     let mut sustained: Option<f64> = None;
     let mut failed: Option<f64> = None;
     let mut rate = plan.start_rate;
     loop {
-        let step = measure(subject, observer, plan, rate).await?;
+        let step = measure(subject, observer, plan, label, rate).await?;
         let ok = step.sustained;
         steps.push(step);
         if ok {
@@ -466,7 +532,7 @@ pub async fn search(subject: &Subject, observer: &Observer, plan: &Plan) -> anyh
             if mid <= lo || mid >= hi {
                 break;
             }
-            let step = measure(subject, observer, plan, mid).await?;
+            let step = measure(subject, observer, plan, label, mid).await?;
             if step.sustained {
                 lo = mid;
             } else {
@@ -488,9 +554,10 @@ async fn measure(
     subject: &Subject,
     observer: &Observer,
     plan: &Plan,
+    label: &str,
     rate: f64,
 ) -> anyhow::Result<Step> {
-    let step = run_step(subject, observer, plan, "search", rate, plan.step).await?;
+    let step = run_step(subject, observer, plan, label, rate, plan.step).await?;
     print_step(&step);
     if step.completed < step.accepted {
         wait_until_complete(observer, &[], plan.drain_deadline * 3, || {})
@@ -539,6 +606,32 @@ pub struct Burst {
     pub completed: usize,
 }
 
+/// Commits `plan.burst` orders straight into the order service's database
+/// (its own `place_order`, from `plan.postgres_concurrency` tasks); returns
+/// their ids and how long the commits took.
+pub async fn commit_orders(pool: &sqlx::PgPool, plan: &Plan) -> anyhow::Result<(Vec<Uuid>, f64)> {
+    let order = super::ceiling::sample_order("bench-burst-0")?;
+    let started = std::time::Instant::now();
+    let mut ids = Vec::with_capacity(plan.burst);
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..plan.postgres_concurrency {
+        let (pool, order) = (pool.clone(), order.clone());
+        let share =
+            (plan.burst + plan.postgres_concurrency - 1 - worker) / plan.postgres_concurrency;
+        tasks.spawn(async move {
+            let mut ids = Vec::with_capacity(share);
+            for _ in 0..share {
+                ids.push(order::benchmark::place_order(&pool, &order.body).await?);
+            }
+            anyhow::Ok(ids)
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        ids.extend(done??);
+    }
+    Ok((ids, started.elapsed().as_secs_f64()))
+}
+
 /// Freezes the order service, commits `plan.burst` orders into its database,
 /// thaws it, and times the relay and the system working through them.
 pub async fn burst(subject: &Subject, observer: &Observer, plan: &Plan) -> anyhow::Result<Burst> {
@@ -546,30 +639,8 @@ pub async fn burst(subject: &Subject, observer: &Observer, plan: &Plan) -> anyho
         .max_connections(plan.postgres_concurrency as u32)
         .connect(subject.endpoints.database(Service::Order))
         .await?;
-    let order = super::ceiling::sample_order("bench-burst-0")?;
     subject.signal(Service::Order, Signal::SIGSTOP)?;
-    let committed = async {
-        let started = std::time::Instant::now();
-        let mut ids = Vec::with_capacity(plan.burst);
-        let mut tasks = tokio::task::JoinSet::new();
-        for worker in 0..plan.postgres_concurrency {
-            let (pool, order) = (pool.clone(), order.clone());
-            let share =
-                (plan.burst + plan.postgres_concurrency - 1 - worker) / plan.postgres_concurrency;
-            tasks.spawn(async move {
-                let mut ids = Vec::with_capacity(share);
-                for _ in 0..share {
-                    ids.push(order::benchmark::place_order(&pool, &order.body).await?);
-                }
-                anyhow::Ok(ids)
-            });
-        }
-        while let Some(done) = tasks.join_next().await {
-            ids.extend(done??);
-        }
-        anyhow::Ok((ids, started.elapsed().as_secs_f64()))
-    }
-    .await;
+    let committed = commit_orders(&pool, plan).await;
     let thawed: DateTime<Utc> = Utc::now();
     subject.signal(Service::Order, Signal::SIGCONT)?;
     let (ids, commit_seconds) = committed?;
@@ -600,6 +671,14 @@ pub async fn burst(subject: &Subject, observer: &Observer, plan: &Plan) -> anyho
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_median_of_the_searches_is_the_middle_one_or_the_lower_middle() {
+        assert_eq!(median(&[40.0, 75.0, 44.0]), 44.0);
+        assert_eq!(median(&[40.0, 75.0]), 40.0);
+        assert_eq!(median(&[12.0]), 12.0);
+        assert_eq!(median(&[]), 0.0);
+    }
 
     #[test]
     fn the_slope_of_a_growing_backlog_is_its_growth_per_second() {
