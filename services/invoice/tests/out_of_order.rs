@@ -219,8 +219,8 @@ async fn a_synchronous_invoice_for_an_order_cancelled_first_is_refused() -> anyh
 }
 
 #[tokio::test]
-async fn only_the_service_credential_may_invoice_and_only_an_operator_may_read() -> anyhow::Result<()>
-{
+async fn only_the_service_credential_may_invoice_and_only_an_operator_may_read()
+-> anyhow::Result<()> {
     let db = db().await?;
     let order_id = Uuid::now_v7();
     let order = order_of(&placed(order_id)?)?;

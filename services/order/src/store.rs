@@ -130,16 +130,15 @@ pub async fn claim_idempotency_key(
     if claimed {
         return Ok(KeyClaim::Claimed);
     }
-    let (same_request, order_id): (bool, Uuid) =
-        sqlx::query_as(
-            "SELECT request = $3, order_id FROM idempotency_keys \
+    let (same_request, order_id): (bool, Uuid) = sqlx::query_as(
+        "SELECT request = $3, order_id FROM idempotency_keys \
              WHERE customer_id = $1 AND key = $2",
-        )
-        .bind(customer)
-        .bind(key.as_str())
-            .bind(request)
-            .fetch_one(conn)
-            .await?;
+    )
+    .bind(customer)
+    .bind(key.as_str())
+    .bind(request)
+    .fetch_one(conn)
+    .await?;
     Ok(KeyClaim::UsedBefore {
         order_id,
         same_request,

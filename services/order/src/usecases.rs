@@ -125,15 +125,14 @@ pub async fn place_order(
     let id = Uuid::now_v7();
     let mut tx = pool.begin().await?;
     if let Some(idempotency) = idempotency {
-        let claim =
-            store::claim_idempotency_key(
-                &mut tx,
-                &idempotency.customer,
-                &idempotency.key,
-                &idempotency.request,
-                id,
-            )
-            .await?;
+        let claim = store::claim_idempotency_key(
+            &mut tx,
+            &idempotency.customer,
+            &idempotency.key,
+            &idempotency.request,
+            id,
+        )
+        .await?;
         if let KeyClaim::UsedBefore {
             order_id,
             same_request,

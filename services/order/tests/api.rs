@@ -426,12 +426,14 @@ async fn in_sync_mode_an_invoice_service_that_is_down_fails_refuses_or_is_slow_f
         let app = spawn_app_with(&[], |issuer| sync_invoicing(issuer, url, timeout_ms)).await;
         let response = app
             .router()
-            .oneshot(app.as_customer(
-                Request::post("/orders")
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(Body::from(order(vec![line(1, 100, "EUR")])))
-                    .expect("request"),
-            ))
+            .oneshot(
+                app.as_customer(
+                    Request::post("/orders")
+                        .header(header::CONTENT_TYPE, "application/json")
+                        .body(Body::from(order(vec![line(1, 100, "EUR")])))
+                        .expect("request"),
+                ),
+            )
             .await
             .expect("infallible");
         assert_eq!(response.status(), expected, "{case}");

@@ -63,7 +63,9 @@ fn hs256_with_public_key(app: &TestApp) -> String {
     let public = serde_json::to_vec(key.jwk()).expect("jwk");
     let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
     header.kid = Some(key.kid.clone());
-    let claims = app.issuer.claims(CUSTOMER, harness::issuer::CUSTOMER_SCOPES);
+    let claims = app
+        .issuer
+        .claims(CUSTOMER, harness::issuer::CUSTOMER_SCOPES);
     jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&public)).expect("sign")
 }
 
@@ -72,7 +74,9 @@ async fn every_bad_credential_is_refused_with_a_problem_and_writes_nothing() {
     let app = spawn_app().await;
     let now = chrono::Utc::now().timestamp();
     let signed = |patch: Value| {
-        let mut claims = app.issuer.claims(CUSTOMER, harness::issuer::CUSTOMER_SCOPES);
+        let mut claims = app
+            .issuer
+            .claims(CUSTOMER, harness::issuer::CUSTOMER_SCOPES);
         for (k, v) in patch.as_object().expect("object") {
             claims[k] = v.clone();
         }
@@ -88,16 +92,19 @@ async fn every_bad_credential_is_refused_with_a_problem_and_writes_nothing() {
         )
     };
     // Another key pair's signature on the same header and claims.
-    let stranger = harness::issuer::SigningKey::es256(
-        &app.issuer.current_key().kid,
-    )
-    .expect("key");
+    let stranger = harness::issuer::SigningKey::es256(&app.issuer.current_key().kid).expect("key");
     let forged = stranger
-        .sign(&app.issuer.claims(CUSTOMER, harness::issuer::CUSTOMER_SCOPES))
+        .sign(
+            &app.issuer
+                .claims(CUSTOMER, harness::issuer::CUSTOMER_SCOPES),
+        )
         .expect("sign");
     let unknown_kid = harness::issuer::SigningKey::es256("no-such-key")
         .expect("key")
-        .sign(&app.issuer.claims(CUSTOMER, harness::issuer::CUSTOMER_SCOPES))
+        .sign(
+            &app.issuer
+                .claims(CUSTOMER, harness::issuer::CUSTOMER_SCOPES),
+        )
         .expect("sign");
     let tampered_signature = format!("{head}.{body}.{}", signature.replacen('A', "B", 1));
     let tampered_claims = {
@@ -129,7 +136,10 @@ async fn every_bad_credential_is_refused_with_a_problem_and_writes_nothing() {
         ),
         (
             "expired",
-            Some(format!("Bearer {}", signed(json!({"exp": now - 600, "nbf": now - 1200})))),
+            Some(format!(
+                "Bearer {}",
+                signed(json!({"exp": now - 600, "nbf": now - 1200}))
+            )),
             StatusCode::UNAUTHORIZED,
             "invalid_token",
         ),
@@ -141,7 +151,10 @@ async fn every_bad_credential_is_refused_with_a_problem_and_writes_nothing() {
         ),
         (
             "another issuer",
-            Some(format!("Bearer {}", signed(json!({"iss": "https://evil.example"})))),
+            Some(format!(
+                "Bearer {}",
+                signed(json!({"iss": "https://evil.example"}))
+            )),
             StatusCode::UNAUTHORIZED,
             "invalid_token",
         ),
@@ -212,7 +225,11 @@ async fn every_bad_credential_is_refused_with_a_problem_and_writes_nothing() {
         let answer = app.send(request.expect("request")).await;
         assert_problem(&answer, StatusCode::UNAUTHORIZED, "a read without a token");
     }
-    assert_eq!(app.counts().await, (0, 0), "a refused request writes nothing");
+    assert_eq!(
+        app.counts().await,
+        (0, 0),
+        "a refused request writes nothing"
+    );
     // And the good token does get in.
     let (status, _, body) = place_with_token(&app, &good).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
@@ -235,9 +252,16 @@ async fn the_customer_is_the_token_subject_and_another_in_the_body_is_forbidden(
     let app = spawn_app().await;
     let body = json!({"customer_id": "mallory", "lines": [line(1, 100, "EUR")]}).to_string();
     let answer = app.post_json("/orders", body).await;
-    assert_problem(&answer, StatusCode::FORBIDDEN, "another customer in the body");
+    assert_problem(
+        &answer,
+        StatusCode::FORBIDDEN,
+        "another customer in the body",
+    );
     assert!(
-        answer.2["type"].as_str().unwrap_or_default().ends_with("customer-mismatch"),
+        answer.2["type"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("customer-mismatch"),
         "{}",
         answer.2
     );
@@ -249,7 +273,11 @@ async fn the_customer_is_the_token_subject_and_another_in_the_body_is_forbidden(
     assert_eq!(status, StatusCode::ACCEPTED, "{placed}");
     let id = placed["order_id"].as_str().expect("id");
     let (_, _, got) = app
-        .call(Request::get(format!("/orders/{id}")).body(Body::empty()).expect("req"))
+        .call(
+            Request::get(format!("/orders/{id}"))
+                .body(Body::empty())
+                .expect("req"),
+        )
         .await;
     assert_eq!(got["customer_id"], CUSTOMER);
 }
@@ -278,18 +306,28 @@ async fn another_customers_order_is_not_found_exactly_as_an_unknown_one() {
                 Request::post(uri)
             }
         };
-        let (s1, ct1, theirs) = app.send(as_bob(method(format!("/orders/{id}{path}")))).await;
+        let (s1, ct1, theirs) = app
+            .send(as_bob(method(format!("/orders/{id}{path}"))))
+            .await;
         let (s2, ct2, missing) = app
             .send(as_bob(method(format!("/orders/{unknown}{path}"))))
             .await;
-        assert_eq!((s1, s2), (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND), "{what}");
+        assert_eq!(
+            (s1, s2),
+            (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND),
+            "{what}"
+        );
         assert_eq!(ct1, ct2);
         assert_eq!(theirs["type"], missing["type"], "{what}");
         assert_eq!(theirs["title"], missing["title"], "{what}");
     }
     // Bob's cancel changed nothing: still placed, one event.
     let (_, _, order) = app
-        .call(Request::get(format!("/orders/{id}")).body(Body::empty()).expect("req"))
+        .call(
+            Request::get(format!("/orders/{id}"))
+                .body(Body::empty())
+                .expect("req"),
+        )
         .await;
     assert_eq!(order["status"], "PLACED");
     assert_eq!(app.counts().await, (1, 1));
@@ -302,7 +340,10 @@ async fn idempotency_keys_are_each_customers_own() {
         Request::post("/orders")
             .header(header::CONTENT_TYPE, "application/json")
             .header("Idempotency-Key", "shared-key")
-            .header(header::AUTHORIZATION, format!("Bearer {}", app.token(customer)))
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", app.token(customer)),
+            )
             .body(Body::from(
                 json!({"customer_id": customer, "lines": lines}).to_string(),
             ))
@@ -320,7 +361,11 @@ async fn idempotency_keys_are_each_customers_own() {
     // answer does not name Alice's order.
     let (status, _, bob_again) = app.send(keyed("bob", vec![line(1, 100, "EUR")])).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bob_again}");
-    assert!(!bob_again.to_string().contains(alice["order_id"].as_str().expect("id")));
+    assert!(
+        !bob_again
+            .to_string()
+            .contains(alice["order_id"].as_str().expect("id"))
+    );
     assert_eq!(app.counts().await, (2, 2));
 }
 
@@ -354,14 +399,18 @@ async fn a_rotated_key_is_picked_up_and_a_withdrawn_one_refused() {
             .body(Body::empty())
             .expect("request")
     };
-    testkit::wait::until("the old key to be refused", Duration::from_secs(10), || async {
-        let (status, _, body) = app.send(read_unknown()).await;
-        if status == StatusCode::UNAUTHORIZED {
-            Ok(body)
-        } else {
-            Err(format!("still {status}"))
-        }
-    })
+    testkit::wait::until(
+        "the old key to be refused",
+        Duration::from_secs(10),
+        || async {
+            let (status, _, body) = app.send(read_unknown()).await;
+            if status == StatusCode::UNAUTHORIZED {
+                Ok(body)
+            } else {
+                Err(format!("still {status}"))
+            }
+        },
+    )
     .await
     .expect("the old key refused");
     let answer = place_with_token(&app, &old).await;
@@ -372,10 +421,9 @@ async fn a_rotated_key_is_picked_up_and_a_withdrawn_one_refused() {
 #[tokio::test]
 async fn an_unknown_kid_refetches_the_keys_at_most_once_an_interval() {
     // A long interval: the first unknown kid may refetch, the next may not.
-    let app = spawn_app_with(
-        &[("JWKS_REFRESH_MIN_INTERVAL_MS", "600000")],
-        |_| order::invoicing::Invoicing::Async,
-    )
+    let app = spawn_app_with(&[("JWKS_REFRESH_MIN_INTERVAL_MS", "600000")], |_| {
+        order::invoicing::Invoicing::Async
+    })
     .await;
     assert_eq!(
         place_with_token(&app, &app.token(CUSTOMER)).await.0,
@@ -415,7 +463,11 @@ async fn a_caller_past_its_rate_limit_gets_429_with_retry_after() {
                 .get(header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
-            assert_problem(&support::read(response).await, StatusCode::TOO_MANY_REQUESTS, "429");
+            assert_problem(
+                &support::read(response).await,
+                StatusCode::TOO_MANY_REQUESTS,
+                "429",
+            );
             statuses.push(StatusCode::TOO_MANY_REQUESTS);
         } else {
             statuses.push(response.status());
@@ -423,14 +475,26 @@ async fn a_caller_past_its_rate_limit_gets_429_with_retry_after() {
     }
     assert_eq!(
         statuses,
-        [StatusCode::ACCEPTED, StatusCode::ACCEPTED, StatusCode::TOO_MANY_REQUESTS]
+        [
+            StatusCode::ACCEPTED,
+            StatusCode::ACCEPTED,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
     );
-    assert!(retry_after.is_some_and(|s| s >= 1), "Retry-After in seconds");
+    assert!(
+        retry_after.is_some_and(|s| s >= 1),
+        "Retry-After in seconds"
+    );
     // Another customer is not limited by the first one's rate.
     let bob = Request::post("/orders")
         .header(header::CONTENT_TYPE, "application/json")
-        .header(header::AUTHORIZATION, format!("Bearer {}", app.token("bob")))
-        .body(Body::from(json!({"lines": [line(1, 100, "EUR")]}).to_string()))
+        .header(
+            header::AUTHORIZATION,
+            format!("Bearer {}", app.token("bob")),
+        )
+        .body(Body::from(
+            json!({"lines": [line(1, 100, "EUR")]}).to_string(),
+        ))
         .expect("request");
     let response = router.oneshot(bob).await.expect("infallible");
     assert_eq!(response.status(), StatusCode::ACCEPTED);

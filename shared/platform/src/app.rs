@@ -124,8 +124,8 @@ impl Runtime {
         edge: EdgeSettings,
         migrator: Migrator,
     ) -> Result<Self, StartupError> {
-        let verifier = Verifier::new(&edge.auth)
-            .map_err(|e| StartupError::Http(std::io::Error::other(e)))?;
+        let verifier =
+            Verifier::new(&edge.auth).map_err(|e| StartupError::Http(std::io::Error::other(e)))?;
         let sdk = aws::load_config().await?;
         let aws = AwsClients::new(&sdk);
         let pool = db::pool(

@@ -50,7 +50,10 @@ async fn past_the_in_flight_bound_a_request_is_shed_at_once_with_503() {
     entered.acquire_many(2).await.expect("entered").forget();
     let started = tokio::time::Instant::now();
     let third = app.clone().oneshot(request()).await.expect("infallible");
-    assert!(started.elapsed() < Duration::from_secs(1), "shed, not queued");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "shed, not queued"
+    );
     assert_eq!(third.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(third.headers()[header::RETRY_AFTER], "1");
     assert_eq!(

@@ -26,7 +26,12 @@ async fn check_ports(stack: &Stack) -> anyhow::Result<()> {
         let admin = stack.admin_url(service);
         for path in ["/metrics", "/health/ready", "/health/live"] {
             let on_public = http.get(format!("{public}{path}")).send().await?;
-            assert_ne!(on_public.status(), 200, "{} serves {path} publicly", service.name());
+            assert_ne!(
+                on_public.status(),
+                200,
+                "{} serves {path} publicly",
+                service.name()
+            );
             let on_admin = http.get(format!("{admin}{path}")).send().await?;
             assert_eq!(on_admin.status(), 200, "{} admin {path}", service.name());
         }
@@ -50,21 +55,29 @@ async fn check_ports(stack: &Stack) -> anyhow::Result<()> {
         "application/problem+json"
     );
     let bad = http
-        .get(format!("{}/invoices?order_id=0190b2a0-0000-7000-8000-000000000000", stack.url(Service::Invoice)))
+        .get(format!(
+            "{}/invoices?order_id=0190b2a0-0000-7000-8000-000000000000",
+            stack.url(Service::Invoice)
+        ))
         .bearer_auth("not.a.token")
         .send()
         .await?;
     assert_eq!(bad.status(), 401);
     // A customer's token may not read invoices: that is an operator's.
     let customer = http
-        .get(format!("{}/notifications?order_id=0190b2a0-0000-7000-8000-000000000000", stack.url(Service::Notification)))
+        .get(format!(
+            "{}/notifications?order_id=0190b2a0-0000-7000-8000-000000000000",
+            stack.url(Service::Notification)
+        ))
         .bearer_auth(stack.issuer.customer_token("alice")?)
         .send()
         .await?;
     assert_eq!(customer.status(), 403);
 
     let client = Client::for_stack(stack);
-    let id = client.place(&order_body("alice", &[("SKU-1", 1, 100)])).await?;
+    let id = client
+        .place(&order_body("alice", &[("SKU-1", 1, 100)]))
+        .await?;
     assert_eq!(client.order(id).await?.status, 200);
     let other = http
         .get(format!("{order}/orders/{id}"))
@@ -76,8 +89,7 @@ async fn check_ports(stack: &Stack) -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn the_synchronous_call_carries_the_order_services_client_credential() -> anyhow::Result<()>
-{
+async fn the_synchronous_call_carries_the_order_services_client_credential() -> anyhow::Result<()> {
     // The invoice service's port must be known before the order service
     // starts: fixed ones, free now.
     let ports: std::collections::BTreeMap<&'static str, u16> = Service::ALL
@@ -93,7 +105,9 @@ async fn the_synchronous_call_carries_the_order_services_client_credential() -> 
     let stack = Stack::start(options).await?;
     let client = Client::for_stack(&stack);
     let result = async {
-        let answer = client.place_order(&order_body("alice", &[("SKU-1", 1, 100)])).await?;
+        let answer = client
+            .place_order(&order_body("alice", &[("SKU-1", 1, 100)]))
+            .await?;
         anyhow::ensure!(answer.status == 202, "sync order: {answer:?}");
         let id = serde_json::from_value(answer.body["order_id"].clone())?;
         anyhow::ensure!(client.invoices_of(id).await?.len() == 1, "invoiced at once");

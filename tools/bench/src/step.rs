@@ -94,11 +94,7 @@ impl Subject {
             endpoints: Endpoints {
                 services,
                 admin,
-                minter: stack
-                    .issuer
-                    .as_ref()
-                    .map(|i| i.minter())
-                    .transpose()?,
+                minter: stack.issuer.as_ref().map(|i| i.minter()).transpose()?,
                 emulator: stack.emulator_url.clone(),
                 databases,
             },

@@ -327,7 +327,6 @@ impl Issuer {
     }
 }
 
-
 async fn discovery(State(inner): State<Arc<Inner>>) -> Json<Value> {
     Json(json!({
         "issuer": inner.url,
@@ -348,9 +347,8 @@ async fn jwks(State(inner): State<Arc<Inner>>) -> Json<JwkSet> {
 /// The client-credentials grant, form-encoded as RFC 6749 §4.4 asks.
 async fn token(State(inner): State<Arc<Inner>>, body: String) -> Response {
     let form: HashMap<String, String> = serde_urlencoded::from_str(&body).unwrap_or_default();
-    let refuse = |error: &str| {
-        (StatusCode::BAD_REQUEST, Json(json!({"error": error}))).into_response()
-    };
+    let refuse =
+        |error: &str| (StatusCode::BAD_REQUEST, Json(json!({"error": error}))).into_response();
     if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
         return refuse("unsupported_grant_type");
     }
@@ -362,7 +360,10 @@ async fn token(State(inner): State<Arc<Inner>>, body: String) -> Response {
         clients.get(id).cloned()
     };
     let Some(client) = client.filter(|c| &c.secret == secret) else {
-        return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_client"})))
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "invalid_client"})),
+        )
             .into_response();
     };
     let key = inner

@@ -513,7 +513,10 @@ impl Stack {
     /// Where everything answers, with a minter of this stack's issuer.
     pub fn endpoints(&self) -> crate::observe::Endpoints {
         crate::observe::Endpoints {
-            services: Service::ALL.iter().map(|s| (s.name(), self.url(*s))).collect(),
+            services: Service::ALL
+                .iter()
+                .map(|s| (s.name(), self.url(*s)))
+                .collect(),
             admin: Service::ALL
                 .iter()
                 .map(|s| (s.name(), self.admin_url(*s)))

@@ -29,7 +29,10 @@ impl ClientCredentialsSettings {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         let token_url = env.required(TOKEN_URL)?;
         if !(token_url.starts_with("http://") || token_url.starts_with("https://")) {
-            return Err(ConfigError::new(TOKEN_URL, "must be an http:// or https:// URL"));
+            return Err(ConfigError::new(
+                TOKEN_URL,
+                "must be an http:// or https:// URL",
+            ));
         }
         Ok(ClientCredentialsSettings {
             token_url,

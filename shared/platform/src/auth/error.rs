@@ -63,8 +63,10 @@ impl AuthError {
     fn problem(&self) -> Problem {
         let status = self.status();
         match self {
-            AuthError::Missing => Problem::new(status, "unauthenticated", "Authentication required")
-                .with_detail("send Authorization: Bearer <token>"),
+            AuthError::Missing => {
+                Problem::new(status, "unauthenticated", "Authentication required")
+                    .with_detail("send Authorization: Bearer <token>")
+            }
             AuthError::Malformed(d) => Problem::new(
                 status,
                 "invalid-authorization",
@@ -75,10 +77,12 @@ impl AuthError {
                 Problem::new(status, "invalid-token", "The bearer token is not valid")
                     .with_detail(*d)
             }
-            AuthError::InsufficientScope(scope) => {
-                Problem::new(status, "insufficient-scope", "The token does not allow this")
-                    .with_detail(format!("this needs the scope {scope}"))
-            }
+            AuthError::InsufficientScope(scope) => Problem::new(
+                status,
+                "insufficient-scope",
+                "The token does not allow this",
+            )
+            .with_detail(format!("this needs the scope {scope}")),
             AuthError::KeysUnavailable => Problem::new(
                 status,
                 "issuer-unavailable",
@@ -98,7 +102,10 @@ impl IntoResponse for AuthError {
         }
         let mut response = self.problem().into_response();
         let headers = response.headers_mut();
-        if let Some(challenge) = self.challenge().and_then(|c| HeaderValue::from_str(&c).ok()) {
+        if let Some(challenge) = self
+            .challenge()
+            .and_then(|c| HeaderValue::from_str(&c).ok())
+        {
             headers.insert(header::WWW_AUTHENTICATE, challenge);
         }
         if matches!(self, AuthError::KeysUnavailable) {

@@ -120,7 +120,11 @@ impl Jwks {
     fn fresh(&self, kid: &str) -> Option<Key> {
         let c = self.read();
         let fresh = c.fetched.is_some_and(|t| t.elapsed() < self.max_age);
-        if fresh { c.keys.get(kid).cloned() } else { None }
+        if fresh {
+            c.keys.get(kid).cloned()
+        } else {
+            None
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Cached> {
@@ -185,7 +189,13 @@ pub fn usable_keys(set: &JwkSet) -> HashMap<String, Key> {
         };
         match DecodingKey::from_jwk(jwk) {
             Ok(decoding) => {
-                keys.insert(kid.clone(), Key { decoding, algorithm });
+                keys.insert(
+                    kid.clone(),
+                    Key {
+                        decoding,
+                        algorithm,
+                    },
+                );
             }
             Err(e) => tracing::warn!(%kid, error = %e, "skipping an unreadable key"),
         }

@@ -61,7 +61,10 @@ mod tests {
 
     fn with(value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, HeaderValue::from_str(value).expect("ascii"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(value).expect("ascii"),
+        );
         h
     }
 
@@ -74,7 +77,13 @@ mod tests {
     #[test]
     fn no_header_is_missing_and_anything_else_malformed() {
         assert_eq!(bearer(&HeaderMap::new()), Err(AuthError::Missing));
-        for bad in ["Basic dXNlcjpwYXNz", "Bearer", "Bearer ", "Bearer a b", "token"] {
+        for bad in [
+            "Basic dXNlcjpwYXNz",
+            "Bearer",
+            "Bearer ",
+            "Bearer a b",
+            "token",
+        ] {
             assert!(
                 matches!(bearer(&with(bad)), Err(AuthError::Malformed(_))),
                 "{bad}"

@@ -72,9 +72,15 @@ mod tests {
     #[test]
     fn issuer_and_audience_are_required_and_named() {
         let err = AuthSettings::from_env(&env(&[(AUDIENCE, "orders")])).expect_err("no issuer");
-        assert_eq!(err.to_string(), "configuration error: OIDC_ISSUER is not set");
+        assert_eq!(
+            err.to_string(),
+            "configuration error: OIDC_ISSUER is not set"
+        );
         let err = AuthSettings::from_env(&env(&[(ISSUER, "http://i")])).expect_err("no aud");
-        assert_eq!(err.to_string(), "configuration error: JWT_AUDIENCE is not set");
+        assert_eq!(
+            err.to_string(),
+            "configuration error: JWT_AUDIENCE is not set"
+        );
     }
 
     #[test]
@@ -93,8 +99,8 @@ mod tests {
 
     #[test]
     fn without_a_jwks_url_keys_come_from_discovery() {
-        let s = AuthSettings::from_env(&env(&[(ISSUER, "https://i"), (AUDIENCE, "a")]))
-            .expect("valid");
+        let s =
+            AuthSettings::from_env(&env(&[(ISSUER, "https://i"), (AUDIENCE, "a")])).expect("valid");
         assert_eq!(s.keys, KeySource::Discovery);
         assert_eq!(s.leeway, Duration::from_secs(30));
     }

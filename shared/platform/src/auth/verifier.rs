@@ -58,7 +58,9 @@ impl Verifier {
             Lookup::Unavailable => return Err(AuthError::KeysUnavailable),
         };
         if key.algorithm != header.alg {
-            return Err(AuthError::InvalidToken("the algorithm does not fit the key"));
+            return Err(AuthError::InvalidToken(
+                "the algorithm does not fit the key",
+            ));
         }
         let mut validation = Validation::new(key.algorithm);
         validation.set_issuer(&[&self.issuer]);

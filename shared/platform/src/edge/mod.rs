@@ -23,7 +23,10 @@ pub use settings::EdgeSettings;
 
 /// `api` behind the edge: the layers above, in that order.
 pub fn wrap(api: Router, verifier: Arc<Verifier>, settings: &EdgeSettings) -> Router {
-    let limiter = Arc::new(rate::Limiter::new(settings.rate_per_second, settings.rate_burst));
+    let limiter = Arc::new(rate::Limiter::new(
+        settings.rate_per_second,
+        settings.rate_burst,
+    ));
     let in_flight = Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight));
     let limit = settings.request_timeout;
     api.layer(from_fn_with_state(limiter, rate::limit))

@@ -63,7 +63,9 @@ pub async fn limit(State(limiter): State<Arc<Limiter>>, request: Request, next: 
                 "rate-limited",
                 "Too many requests",
             )
-            .with_detail(format!("this caller's rate limit is reached; retry in {wait_secs} s"))
+            .with_detail(format!(
+                "this caller's rate limit is reached; retry in {wait_secs} s"
+            ))
             .into_response();
             if let Ok(v) = HeaderValue::from_str(&wait_secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);

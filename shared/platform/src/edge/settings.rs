@@ -30,7 +30,10 @@ impl EdgeSettings {
     ) -> Result<Self, ConfigError> {
         let max_in_flight: usize = env.parse_or("MAX_IN_FLIGHT_REQUESTS", 512)?;
         if max_in_flight == 0 {
-            return Err(ConfigError::new("MAX_IN_FLIGHT_REQUESTS", "must be at least 1"));
+            return Err(ConfigError::new(
+                "MAX_IN_FLIGHT_REQUESTS",
+                "must be at least 1",
+            ));
         }
         let one = NonZeroU32::MIN;
         Ok(EdgeSettings {
@@ -57,7 +60,11 @@ mod tests {
         assert_eq!(s.admin_port, 9081);
         assert_eq!(s.rate_per_second.get(), 50);
         assert_eq!(s.rate_burst.get(), 100);
-        for name in ["MAX_IN_FLIGHT_REQUESTS", "RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST"] {
+        for name in [
+            "MAX_IN_FLIGHT_REQUESTS",
+            "RATE_LIMIT_PER_SECOND",
+            "RATE_LIMIT_BURST",
+        ] {
             let mut pairs = AUTH.to_vec();
             pairs.push((name, "0"));
             let err = EdgeSettings::from_env(&env(&pairs), 9081).expect_err("zero");

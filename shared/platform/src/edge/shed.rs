@@ -11,7 +11,11 @@ use tokio::sync::Semaphore;
 use crate::problem::Problem;
 
 /// Serves the request if a permit is free, else answers 503 at once.
-pub async fn shed(State(in_flight): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
+pub async fn shed(
+    State(in_flight): State<Arc<Semaphore>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let Ok(_permit) = in_flight.try_acquire_owned() else {
         let mut response = Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
