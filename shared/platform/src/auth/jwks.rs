@@ -89,15 +89,14 @@ impl Jwks {
         if let Some(key) = self.fresh(kid) {
             return Lookup::Found(key);
         }
-        let (stale, may_fetch, have_any) = {
-            let c = self.read();
-            let stale = c.fetched.is_none_or(|t| t.elapsed() >= self.max_age);
-            let may_fetch = c
-                .attempted
-                .is_none_or(|t| t.elapsed() >= self.refresh_min_interval);
-            (stale, may_fetch, c.fetched.is_some())
-        };
-        if may_fetch || (stale && !have_any) {
+        // Fetch at most once an interval, whatever the callers send, and
+        // whether or not the last fetch worked: a flood of made-up kids, or
+        // an issuer that is down, costs the issuer one call an interval.
+        let may_fetch = self
+            .read()
+            .attempted
+            .is_none_or(|t| t.elapsed() >= self.refresh_min_interval);
+        if may_fetch {
             self.write().attempted = Some(Instant::now());
             match self.fetch().await {
                 Ok(keys) => {
