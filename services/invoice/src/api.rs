@@ -12,6 +12,11 @@
 //!   of transaction, as the event handler (`crate::usecases::invoice_now`),
 //!   so the later `OrderPlaced` issues nothing more.
 //!
+//! Every route is behind the platform's edge (`platform::edge`). Reading
+//! needs the `operator` scope (support and operations; customers see their
+//! order, which carries its invoice); `POST /invoices` needs `invoices:write`,
+//! the order service's own client credential.
+//!
 //! The routes call `crate::usecases` and map their errors to RFC 9457
 //! problem+json answers: a database that does not answer is a `503`,
 //! anything unexpected a `500` whose cause is logged here and never shown.
@@ -23,6 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use contracts::events::OrderPlaced;
+use platform::auth::{AuthError, Principal, scopes};
 use platform::problem::Problem;
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -45,6 +51,8 @@ pub fn router(state: AppState) -> Router {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     #[error("bad path: {0}")]
     Path(#[from] PathRejection),
     #[error("bad query: {0}")]
@@ -60,6 +68,7 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
+            ApiError::Auth(e) => e.into_response(),
             ApiError::Path(r) => {
                 Problem::new(StatusCode::NOT_FOUND, "not-found", "No such invoice")
                     .with_detail(r.body_text())
@@ -126,8 +135,10 @@ struct ByOrder {
 
 async fn get_invoice(
     State(state): State<AppState>,
+    principal: Principal,
     id: Result<Path<Uuid>, PathRejection>,
 ) -> Result<Json<Invoice>, ApiError> {
+    principal.require(scopes::OPERATOR)?;
     let Path(id) = id?;
     Ok(Json(usecases::get_invoice(&state.pool, id).await?))
 }
@@ -136,8 +147,10 @@ async fn get_invoice(
 #[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty))]
 async fn invoice_order(
     State(state): State<AppState>,
+    principal: Principal,
     body: Result<Json<OrderPlaced>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    principal.require(scopes::INVOICES_WRITE)?;
     let Json(order) = body?;
     tracing::Span::current().record("order_id", tracing::field::display(order.order_id));
     let InvoicedNow { invoice, new } = usecases::invoice_now(&state.pool, &order).await?;
@@ -151,8 +164,10 @@ async fn invoice_order(
 
 async fn list_invoices(
     State(state): State<AppState>,
+    principal: Principal,
     query: Result<Query<ByOrder>, QueryRejection>,
 ) -> Result<Json<Vec<Invoice>>, ApiError> {
+    principal.require(scopes::OPERATOR)?;
     let Query(q) = query?;
     Ok(Json(
         usecases::invoices_of_order(&state.pool, q.order_id).await?,

@@ -141,18 +141,35 @@ async fn an_order_and_its_cancellation_handled_at_once_never_leave_an_issued_inv
     Ok(())
 }
 
+/// The caller the edge lets through: the order service's client credential.
+fn order_service(scope: &str) -> platform::auth::Principal {
+    platform::auth::Principal {
+        subject: "order-service".into(),
+        scopes: scope.split_whitespace().map(str::to_string).collect(),
+    }
+}
+
 /// `POST /invoices` with `order` through the real router: status and body.
 async fn invoice_synchronously(
     pool: &PgPool,
     order: &OrderPlaced,
 ) -> anyhow::Result<(u16, serde_json::Value)> {
+    invoice_as(pool, order, order_service("invoices:write")).await
+}
+
+/// `POST /invoices` by `caller` (as the edge hands it to the route).
+async fn invoice_as(
+    pool: &PgPool,
+    order: &OrderPlaced,
+    caller: platform::auth::Principal,
+) -> anyhow::Result<(u16, serde_json::Value)> {
     use tower::ServiceExt;
+    let mut request = axum::http::Request::post("/invoices")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(serde_json::to_vec(order)?))?;
+    request.extensions_mut().insert(caller);
     let response = invoice::api::router(invoice::api::AppState { pool: pool.clone() })
-        .oneshot(
-            axum::http::Request::post("/invoices")
-                .header("content-type", "application/json")
-                .body(axum::body::Body::from(serde_json::to_vec(order)?))?,
-        )
+        .oneshot(request)
         .await?;
     let status = response.status().as_u16();
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await?;
@@ -198,5 +215,36 @@ async fn a_synchronous_invoice_for_an_order_cancelled_first_is_refused() -> anyh
     assert_eq!(problem["type"], "/problems/order-cancelled");
     assert!(store::by_order(&db.pool, order_id).await?.is_empty());
     assert!(emitted(&db.pool, order_id).await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn only_the_service_credential_may_invoice_and_only_an_operator_may_read()
+-> anyhow::Result<()> {
+    let db = db().await?;
+    let order_id = Uuid::now_v7();
+    let order = order_of(&placed(order_id)?)?;
+    // A customer's token, or none at all, invoices nothing.
+    let (status, problem) = invoice_as(&db.pool, &order, order_service("orders:write")).await?;
+    assert_eq!(status, 403, "{problem}");
+    assert_eq!(problem["status"], 403);
+    assert!(store::by_order(&db.pool, order_id).await?.is_empty());
+
+    use tower::ServiceExt;
+    let read = |scope: Option<&str>| {
+        let mut request = axum::http::Request::get(format!("/invoices?order_id={order_id}"))
+            .body(axum::body::Body::empty())
+            .expect("request");
+        if let Some(scope) = scope {
+            request.extensions_mut().insert(order_service(scope));
+        }
+        invoice::api::router(invoice::api::AppState {
+            pool: db.pool.clone(),
+        })
+        .oneshot(request)
+    };
+    assert_eq!(read(None).await?.status(), 401, "no caller");
+    assert_eq!(read(Some("orders:read")).await?.status(), 403, "a customer");
+    assert_eq!(read(Some("operator")).await?.status(), 200, "an operator");
     Ok(())
 }

@@ -1,12 +1,14 @@
 //! The notification service's HTTP API: `GET /notifications?order_id=…`,
 //! answered by `crate::usecases::notifications_of_order`; errors are
-//! problem+json, with internal causes logged here and never shown.
+//! problem+json, with internal causes logged here and never shown. The route
+//! is behind the platform's edge and needs the `operator` scope.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use platform::auth::{AuthError, Principal, scopes};
 use platform::problem::Problem;
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -28,6 +30,8 @@ pub fn router(state: AppState) -> Router {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     #[error("bad query: {0}")]
     Query(#[from] QueryRejection),
     #[error(transparent)]
@@ -37,6 +41,7 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
+            ApiError::Auth(e) => e.into_response(),
             ApiError::Query(r) => {
                 Problem::invalid_query("?order_id=<uuid>", r.body_text()).into_response()
             }
@@ -54,8 +59,10 @@ struct ByOrder {
 
 async fn list_notifications(
     State(state): State<AppState>,
+    principal: Principal,
     query: Result<Query<ByOrder>, QueryRejection>,
 ) -> Result<Json<Vec<NotificationView>>, ApiError> {
+    principal.require(scopes::OPERATOR)?;
     let Query(q) = query?;
     Ok(Json(
         usecases::notifications_of_order(&state.pool, q.order_id).await?,

@@ -5,17 +5,22 @@ use std::sync::Arc;
 use contracts::topology::Service;
 use platform::app::{Application, StartupError};
 use platform::config::{CommonSettings, ConfigError, Env};
+use platform::edge::EdgeSettings;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::handlers::Notify;
 use crate::sender::{AnySender, SenderSettings, WebhookSettings};
 
+/// The API's port; the admin port (health, metrics) is `DEFAULT_ADMIN_PORT`.
 pub const DEFAULT_PORT: u16 = 8083;
+pub const DEFAULT_ADMIN_PORT: u16 = 9083;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub common: CommonSettings,
+    /// The admin port, the edge's limits and the token issuer.
+    pub edge: EdgeSettings,
     /// `NOTIFICATION_SENDER` and the chosen sender's own variables.
     pub sender: SenderSettings,
 }
@@ -39,7 +44,12 @@ impl Settings {
                 ));
             }
         }
-        Ok(Settings { common, sender })
+        let edge = EdgeSettings::from_env(env, DEFAULT_ADMIN_PORT)?;
+        Ok(Settings {
+            common,
+            edge,
+            sender,
+        })
     }
 }
 
@@ -55,6 +65,7 @@ pub async fn build(settings: Settings) -> Result<NotificationApp, StartupError> 
     let app = Application::build(
         Service::Notification,
         settings.common,
+        settings.edge,
         sqlx::migrate!("./migrations"),
     )
     .await?;
@@ -87,7 +98,12 @@ mod tests {
 
     #[test]
     fn the_log_sender_is_the_default() {
-        let s = Settings::from_env(&env(&[("DATABASE_URL", "postgres://x")])).expect("valid");
+        let s = Settings::from_env(&env(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("OIDC_ISSUER", "https://issuer.example"),
+            ("JWT_AUDIENCE", "orders-api"),
+        ]))
+        .expect("valid");
         assert_eq!(s.sender, SenderSettings::Log);
     }
 

@@ -1,13 +1,22 @@
 //! The order service's HTTP API.
 //!
-//! - `POST /orders`: place an order; `202 Accepted` once the order and its
+//! Every route is behind the platform's edge (`platform::edge`): the caller
+//! is the bearer token's subject (`Principal`), and the customer of the
+//! orders it may place, read and cancel. Placing and cancelling need the
+//! scope `orders:write`, reading `orders:read`. Another customer's order is
+//! answered `404`, exactly as an unknown one.
+//!
+//! - `POST /orders`: place an order for the caller. The body's `customer_id`
+//!   may be left out; one that differs from the token's subject is refused
+//!   with `403` (`customer-mismatch`) and nothing is written; `202 Accepted` once the order and its
 //!   `OrderPlaced` event are committed together (in the synchronous mode of
 //!   `crate::invoicing`, only after the invoice service invoiced it; `503`
 //!   and nothing placed when it could not; `crate::usecases::place_order`
 //!   decides). An `Idempotency-Key` header
 //!   makes a retry safe: the same key and body answer the first order again
 //!   (with `Idempotent-Replayed: true`) and emit nothing; the same key with
-//!   another body is refused with 422.
+//!   another body is refused with 422. Keys are the customer's own: another
+//!   customer's key of the same name is another key.
 //! - `GET /orders/{id}`: the order, with its invoice once known.
 //! - `POST /orders/{id}/cancel`: cancel; emits `OrderCancelled` once.
 //!
@@ -22,16 +31,19 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use platform::auth::{AuthError, Principal, scopes};
 use platform::problem::Problem;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::domain::{FieldError, IdempotencyKey, NewOrder, OrderStatus, PlaceOrderRequest};
+use crate::domain::{
+    FieldError, IdempotencyKey, LineRequest, NewOrder, OrderStatus, PlaceOrderRequest,
+};
 use crate::invoicing::{Invoicing, InvoicingError};
 use crate::store::OrderView;
 use crate::usecases::{
-    self, CancelOrderError, GetOrderError, Idempotency, PlaceOrderError, Placed,
+    self, CancelOrderError, GetOrderError, Idempotency, Owner, PlaceOrderError, Placed,
 };
 
 /// The request header that makes `POST /orders` safe to retry.
@@ -60,6 +72,10 @@ pub fn router(state: AppState) -> Router {
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("the body names customer {body}, the token {token}")]
+    CustomerMismatch { body: String, token: String },
     #[error("invalid order")]
     Validation(Vec<FieldError>),
     #[error("bad request body: {0}")]
@@ -79,6 +95,17 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
+            ApiError::Auth(e) => e.into_response(),
+            ApiError::CustomerMismatch { body, token } => {
+                tracing::info!(%body, %token, "an order for another customer was refused");
+                Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "customer-mismatch",
+                    "An order can be placed only for the token's own customer",
+                )
+                .with_detail("leave customer_id out, or give the token's subject")
+                .into_response()
+            }
             ApiError::Validation(errors) => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation-error",
@@ -125,7 +152,6 @@ impl IntoResponse for ApiError {
             .with_detail(format!("Idempotency-Key {problem}"))
             .into_response(),
             ApiError::Place(PlaceOrderError::KeyReused(order_id)) => {
-                // Keys are not scoped to a caller: never name the other order.
                 tracing::info!(%order_id, "idempotency key reused with another body");
                 Problem::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -232,6 +258,33 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKeyHeader {
     }
 }
 
+/// The body of `POST /orders` as a caller sends it: the customer is the
+/// token's, so `customer_id` may be left out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderBody {
+    #[serde(default)]
+    pub customer_id: Option<String>,
+    pub lines: Vec<LineRequest>,
+}
+
+impl OrderBody {
+    /// The request for `principal`'s customer, or the refusal of a body
+    /// that names someone else.
+    pub fn for_caller(self, principal: &Principal) -> Result<PlaceOrderRequest, ApiError> {
+        match self.customer_id {
+            Some(body) if body != principal.subject => Err(ApiError::CustomerMismatch {
+                body,
+                token: principal.subject.clone(),
+            }),
+            _ => Ok(PlaceOrderRequest {
+                customer_id: principal.subject.clone(),
+                lines: self.lines,
+            }),
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct Accepted {
     pub order_id: Uuid,
@@ -241,9 +294,12 @@ pub struct Accepted {
 #[tracing::instrument(skip_all, fields(order_id))]
 async fn place_order(
     State(state): State<AppState>,
+    principal: Principal,
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
-    ApiJson(body): ApiJson<PlaceOrderRequest>,
+    ApiJson(body): ApiJson<OrderBody>,
 ) -> Result<Response, ApiError> {
+    principal.require(scopes::ORDERS_WRITE)?;
+    let body = body.for_caller(&principal)?;
     let idempotency = key.map(|key| Idempotency::new(key, &body)).transpose()?;
     let order = NewOrder::try_from(body).map_err(ApiError::Validation)?;
     let placed =
@@ -277,17 +333,23 @@ async fn place_order(
 #[tracing::instrument(skip_all, fields(order_id = %id))]
 async fn get_order(
     State(state): State<AppState>,
+    principal: Principal,
     OrderId(id): OrderId,
 ) -> Result<Json<OrderView>, ApiError> {
-    Ok(Json(usecases::get_order(&state.pool, id).await?))
+    principal.require(scopes::ORDERS_READ)?;
+    let owner = Owner::Customer(&principal.subject);
+    Ok(Json(usecases::get_order(&state.pool, id, owner).await?))
 }
 
 #[tracing::instrument(skip_all, fields(order_id = %id))]
 async fn cancel_order(
     State(state): State<AppState>,
+    principal: Principal,
     OrderId(id): OrderId,
 ) -> Result<Response, ApiError> {
-    let order = usecases::cancel_order(&state.pool, id).await?;
+    principal.require(scopes::ORDERS_WRITE)?;
+    let owner = Owner::Customer(&principal.subject);
+    let order = usecases::cancel_order(&state.pool, id, owner).await?;
     tracing::info!("order cancelled");
     Ok((
         StatusCode::ACCEPTED,

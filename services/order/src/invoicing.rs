@@ -21,12 +21,19 @@
 //! the invoice service commits and dies before it answers (a chaos run caught
 //! this one), that invoice belongs to an order that does not exist.
 //!
+//! The call carries the order service's own credential: a bearer token of
+//! the client-credentials grant (`OAUTH_TOKEN_URL`, `OAUTH_CLIENT_ID`,
+//! `OAUTH_CLIENT_SECRET`, required in sync mode), which the invoice service
+//! checks for the `invoices:write` scope.
+//!
 //! This module holds the setting and the client; `crate::usecases::place_order`
 //! is where the mode changes what placing an order does.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use contracts::events::OrderPlaced;
+use platform::auth::client::{ClientCredentials, ClientCredentialsSettings};
 use platform::config::{ConfigError, Env};
 
 /// The variable that picks the mode.
@@ -37,10 +44,14 @@ pub const URL: &str = "INVOICE_SERVICE_URL";
 pub const TIMEOUT: &str = "INVOICE_SERVICE_TIMEOUT_MS";
 
 /// The mode, as configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum InvoicingSettings {
     Async,
-    Sync { url: String, timeout: Duration },
+    Sync {
+        url: String,
+        timeout: Duration,
+        credentials: ClientCredentialsSettings,
+    },
 }
 
 impl InvoicingSettings {
@@ -62,6 +73,7 @@ impl InvoicingSettings {
                 Ok(InvoicingSettings::Sync {
                     url: url.trim_end_matches('/').to_string(),
                     timeout,
+                    credentials: ClientCredentialsSettings::from_env(env)?,
                 })
             }
             Some(other) => Err(ConfigError::new(
@@ -83,12 +95,20 @@ impl Invoicing {
     pub fn from_settings(settings: &InvoicingSettings) -> Result<Self, ConfigError> {
         match settings {
             InvoicingSettings::Async => Ok(Invoicing::Async),
-            InvoicingSettings::Sync { url, timeout } => {
+            InvoicingSettings::Sync {
+                url,
+                timeout,
+                credentials,
+            } => {
                 let http = reqwest::Client::builder()
                     .timeout(*timeout)
                     .build()
                     .map_err(|e| ConfigError::new(URL, format!("cannot build a client: {e}")))?;
                 Ok(Invoicing::Sync(InvoiceClient {
+                    credentials: Arc::new(ClientCredentials::new(
+                        credentials.clone(),
+                        http.clone(),
+                    )),
                     http,
                     invoices_url: format!("{url}/invoices"),
                 }))
@@ -113,6 +133,7 @@ pub enum InvoicingError {
 #[derive(Debug, Clone)]
 pub struct InvoiceClient {
     http: reqwest::Client,
+    credentials: Arc<ClientCredentials>,
     invoices_url: String,
 }
 
@@ -123,10 +144,16 @@ impl InvoiceClient {
     pub async fn invoice(&self, order: &OrderPlaced) -> Result<(), InvoicingError> {
         let mut headers = reqwest::header::HeaderMap::new();
         platform::telemetry::propagation::inject_into_headers(&mut headers);
+        let token = self
+            .credentials
+            .token()
+            .await
+            .map_err(|e| InvoicingError::Unreachable(e.to_string()))?;
         let response = self
             .http
             .post(&self.invoices_url)
             .headers(headers)
+            .bearer_auth(token)
             .json(order)
             .send()
             .await
@@ -146,10 +173,10 @@ mod tests {
 
     #[test]
     fn async_is_the_default() {
-        assert_eq!(
+        assert!(matches!(
             InvoicingSettings::from_env(&env_of(&[])),
             Ok(InvoicingSettings::Async)
-        );
+        ));
     }
 
     #[test]
@@ -162,18 +189,31 @@ mod tests {
     }
 
     #[test]
-    fn sync_takes_the_url_and_a_timeout() {
-        assert_eq!(
-            InvoicingSettings::from_env(&env_of(&[
-                (MODE, "sync"),
-                (URL, "http://invoice:8082/"),
-                (TIMEOUT, "750"),
-            ])),
-            Ok(InvoicingSettings::Sync {
-                url: "http://invoice:8082".into(),
-                timeout: Duration::from_millis(750)
-            })
-        );
+    fn sync_takes_the_url_a_timeout_and_the_client_credentials() {
+        let sync = [
+            (MODE, "sync"),
+            (URL, "http://invoice:8082/"),
+            (TIMEOUT, "750"),
+        ];
+        let err = InvoicingSettings::from_env(&env_of(&sync)).expect_err("no credentials");
+        assert_eq!(err.name, "OAUTH_TOKEN_URL");
+        let mut with_client = sync.to_vec();
+        with_client.extend([
+            ("OAUTH_TOKEN_URL", "http://issuer/token"),
+            ("OAUTH_CLIENT_ID", "order-service"),
+            ("OAUTH_CLIENT_SECRET", "s3cret"),
+        ]);
+        let Ok(InvoicingSettings::Sync {
+            url,
+            timeout,
+            credentials,
+        }) = InvoicingSettings::from_env(&env_of(&with_client))
+        else {
+            panic!("sync settings expected");
+        };
+        assert_eq!(url, "http://invoice:8082");
+        assert_eq!(timeout, Duration::from_millis(750));
+        assert_eq!(credentials.client_id, "order-service");
     }
 
     #[test]

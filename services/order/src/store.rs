@@ -104,19 +104,22 @@ pub enum KeyClaim {
     UsedBefore { order_id: Uuid, same_request: bool },
 }
 
-/// Claims `key` for `order_id`. A second claim of one key waits for the
-/// first's transaction to commit (the primary key serialises them), then sees
-/// the key used.
+/// Claims `customer`'s `key` for `order_id`. A second claim of one key by
+/// one customer waits for the first's transaction to commit (the primary key
+/// serialises them), then sees the key used; another customer's key of the
+/// same name is another key.
 pub async fn claim_idempotency_key(
     conn: &mut PgConnection,
+    customer: &str,
     key: &IdempotencyKey,
     request: &serde_json::Value,
     order_id: Uuid,
 ) -> Result<KeyClaim, sqlx::Error> {
     let claimed = sqlx::query(
-        "INSERT INTO idempotency_keys (key, request, order_id) VALUES ($1, $2, $3) \
-         ON CONFLICT (key) DO NOTHING",
+        "INSERT INTO idempotency_keys (customer_id, key, request, order_id) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (customer_id, key) DO NOTHING",
     )
+    .bind(customer)
     .bind(key.as_str())
     .bind(request)
     .bind(order_id)
@@ -127,12 +130,15 @@ pub async fn claim_idempotency_key(
     if claimed {
         return Ok(KeyClaim::Claimed);
     }
-    let (same_request, order_id): (bool, Uuid) =
-        sqlx::query_as("SELECT request = $2, order_id FROM idempotency_keys WHERE key = $1")
-            .bind(key.as_str())
-            .bind(request)
-            .fetch_one(conn)
-            .await?;
+    let (same_request, order_id): (bool, Uuid) = sqlx::query_as(
+        "SELECT request = $3, order_id FROM idempotency_keys \
+             WHERE customer_id = $1 AND key = $2",
+    )
+    .bind(customer)
+    .bind(key.as_str())
+    .bind(request)
+    .fetch_one(conn)
+    .await?;
     Ok(KeyClaim::UsedBefore {
         order_id,
         same_request,

@@ -34,6 +34,8 @@ use crate::store::{self, KeyClaim, OrderView, StoreError};
 /// matter).
 #[derive(Debug, Clone)]
 pub struct Idempotency {
+    /// Whose key it is: keys are scoped per customer.
+    customer: String,
     key: IdempotencyKey,
     request: serde_json::Value,
 }
@@ -41,6 +43,7 @@ pub struct Idempotency {
 impl Idempotency {
     pub fn new(key: IdempotencyKey, request: &PlaceOrderRequest) -> Result<Self, PlaceOrderError> {
         Ok(Idempotency {
+            customer: request.customer_id.clone(),
             key,
             request: serde_json::to_value(request).map_err(PlaceOrderError::Encode)?,
         })
@@ -68,8 +71,8 @@ impl Placed {
 /// Why an order was not placed. Nothing was written.
 #[derive(Debug, thiserror::Error)]
 pub enum PlaceOrderError {
-    /// The idempotency key was used before with another request (for this
-    /// order, which must not be shown to the caller: keys are not scoped).
+    /// The customer's idempotency key was used before with another request
+    /// (for this order, which the answer need not name).
     #[error("idempotency key already used for order {0} with another request")]
     KeyReused(Uuid),
     /// The order's `OrderPlaced` would not fit in one message.
@@ -122,9 +125,14 @@ pub async fn place_order(
     let id = Uuid::now_v7();
     let mut tx = pool.begin().await?;
     if let Some(idempotency) = idempotency {
-        let claim =
-            store::claim_idempotency_key(&mut tx, &idempotency.key, &idempotency.request, id)
-                .await?;
+        let claim = store::claim_idempotency_key(
+            &mut tx,
+            &idempotency.customer,
+            &idempotency.key,
+            &idempotency.request,
+            id,
+        )
+        .await?;
         if let KeyClaim::UsedBefore {
             order_id,
             same_request,
@@ -187,12 +195,36 @@ impl From<OutboxError> for CancelOrderError {
     }
 }
 
+/// Who may see or change an order.
+#[derive(Debug, Clone, Copy)]
+pub enum Owner<'a> {
+    /// Only the customer's own orders; another's is not found, exactly as an
+    /// unknown one, so that ids cannot be probed.
+    Customer(&'a str),
+    /// Any order: the service's own work (tests, tools on the database).
+    Any,
+}
+
+impl Owner<'_> {
+    fn owns(&self, order: &OrderView) -> bool {
+        match self {
+            Owner::Customer(customer) => order.customer_id == *customer,
+            Owner::Any => true,
+        }
+    }
+}
+
 /// Cancels the order and emits `OrderCancelled`, once: cancelling a cancelled
 /// order changes nothing and emits nothing. Returns the order as it is now.
-pub async fn cancel_order(pool: &PgPool, id: Uuid) -> Result<OrderView, CancelOrderError> {
+pub async fn cancel_order(
+    pool: &PgPool,
+    id: Uuid,
+    owner: Owner<'_>,
+) -> Result<OrderView, CancelOrderError> {
     let mut tx = pool.begin().await?;
     let order = store::get_for_update(&mut tx, id)
         .await?
+        .filter(|order| owner.owns(order))
         .ok_or(CancelOrderError::NotFound(id))?;
     if order.status == OrderStatus::Cancelled {
         return Ok(order);
@@ -219,9 +251,14 @@ pub enum GetOrderError {
 }
 
 /// The order, with its invoice once known.
-pub async fn get_order(pool: &PgPool, id: Uuid) -> Result<OrderView, GetOrderError> {
+pub async fn get_order(
+    pool: &PgPool,
+    id: Uuid,
+    owner: Owner<'_>,
+) -> Result<OrderView, GetOrderError> {
     store::get(pool, id)
         .await?
+        .filter(|order| owner.owns(order))
         .ok_or(GetOrderError::NotFound(id))
 }
 

@@ -1,95 +1,16 @@
 //! The order API's edge against a real database: every bad input gets the
 //! right 4xx with a problem+json body and changes nothing.
 
+mod support;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use order::api::{AppState, router};
 use order::invoicing::{Invoicing, InvoicingSettings};
+use platform::auth::client::ClientCredentialsSettings;
+use platform::config::env_of;
 use serde_json::{Value, json};
-use sqlx::PgPool;
-use testkit::postgres::ScratchDatabase;
+use support::{line, order, spawn_app, spawn_app_with};
 use tower::ServiceExt;
-
-struct TestApp {
-    /// Keeps the cluster running for as long as the app.
-    _db: ScratchDatabase,
-    pool: PgPool,
-    invoicing: Invoicing,
-}
-
-async fn spawn_app() -> TestApp {
-    spawn_app_invoicing(Invoicing::Async).await
-}
-
-async fn spawn_app_invoicing(invoicing: Invoicing) -> TestApp {
-    let db = ScratchDatabase::start().await.expect("postgres");
-    platform::db::migrate(&db.pool, sqlx::migrate!("./migrations"))
-        .await
-        .expect("migrate");
-    TestApp {
-        pool: db.pool.clone(),
-        _db: db,
-        invoicing,
-    }
-}
-
-impl TestApp {
-    fn router(&self) -> axum::Router {
-        router(AppState {
-            pool: self.pool.clone(),
-            invoicing: self.invoicing.clone(),
-        })
-    }
-
-    async fn call(&self, request: Request<Body>) -> (StatusCode, String, Value) {
-        let response = self.router().oneshot(request).await.expect("infallible");
-        let status = response.status();
-        let content_type = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .expect("body");
-        (
-            status,
-            content_type,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
-
-    async fn post_json(&self, uri: &str, body: String) -> (StatusCode, String, Value) {
-        self.call(
-            Request::post(uri)
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(body))
-                .expect("request"),
-        )
-        .await
-    }
-
-    async fn counts(&self) -> (i64, i64) {
-        let orders = sqlx::query_scalar("SELECT count(*) FROM orders")
-            .fetch_one(&self.pool)
-            .await
-            .expect("count");
-        let outbox = sqlx::query_scalar("SELECT count(*) FROM outbox")
-            .fetch_one(&self.pool)
-            .await
-            .expect("count");
-        (orders, outbox)
-    }
-}
-
-fn line(quantity: i64, price: i64, currency: &str) -> Value {
-    json!({"sku": "SKU-1", "quantity": quantity, "unit_price_minor": price, "currency": currency})
-}
-
-fn order(lines: Vec<Value>) -> String {
-    json!({"customer_id": "c-1", "lines": lines}).to_string()
-}
 
 #[tokio::test]
 async fn a_valid_order_is_accepted_with_its_event_in_the_outbox() {
@@ -197,7 +118,7 @@ async fn every_bad_input_gets_a_problem_and_changes_nothing() {
 #[tokio::test]
 async fn validation_problems_list_every_invalid_field() {
     let app = spawn_app().await;
-    let body = json!({"customer_id": "", "lines": [line(0, -1, "XYZ")]}).to_string();
+    let body = json!({"lines": [line(0, -1, "XYZ")]}).to_string();
     let (status, _, problem) = app.post_json("/orders", body).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let fields: Vec<&str> = problem["errors"]
@@ -209,7 +130,6 @@ async fn validation_problems_list_every_invalid_field() {
     assert_eq!(
         fields,
         [
-            "customer_id",
             "lines[0].quantity",
             "lines[0].unit_price_minor",
             "lines[0].currency"
@@ -280,7 +200,7 @@ async fn an_idempotency_key_returns_the_same_order_and_emits_one_event() {
     let reordered = json!({"lines": [line(2, 1999, "EUR")], "customer_id": "c-1"});
     let response = app
         .router()
-        .oneshot(keyed("key-1", format!("{reordered:#}")))
+        .oneshot(app.as_customer(keyed("key-1", format!("{reordered:#}"))))
         .await
         .expect("infallible");
     assert_eq!(response.status(), StatusCode::ACCEPTED);
@@ -335,9 +255,10 @@ async fn concurrent_requests_with_one_key_place_one_order() {
     let app = spawn_app().await;
     let body = order(vec![line(3, 500, "USD")]);
     let mut calls = tokio::task::JoinSet::new();
+    let app_token = app.token(support::CUSTOMER);
     for _ in 0..8 {
         let app = app.router();
-        let request = keyed("same-key", body.clone());
+        let request = app_request(&app_token, keyed("same-key", body.clone()));
         calls.spawn(async move {
             let response = app.oneshot(request).await.expect("infallible");
             let status = response.status();
@@ -414,18 +335,43 @@ async fn fake_invoice_service(
     FakeInvoiceService { url, received }
 }
 
-fn sync_invoicing(url: &str, timeout_ms: u64) -> Invoicing {
+/// The sync mode against `url`, with the order service's client credentials
+/// at `issuer`.
+fn sync_invoicing(issuer: &harness::issuer::Issuer, url: &str, timeout_ms: u64) -> Invoicing {
+    let env = issuer.order_client_env();
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let credentials = ClientCredentialsSettings::from_env(&env_of(&pairs)).expect("credentials");
     Invoicing::from_settings(&InvoicingSettings::Sync {
         url: url.to_string(),
         timeout: std::time::Duration::from_millis(timeout_ms),
+        credentials,
     })
     .expect("client")
+}
+
+/// `request` with `token` as its bearer.
+fn app_request(token: &str, mut request: Request<Body>) -> Request<Body> {
+    request.headers_mut().insert(
+        header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    request
+}
+
+trait AsCustomer {
+    fn as_customer(&self, request: Request<Body>) -> Request<Body>;
+}
+
+impl AsCustomer for support::TestApp {
+    fn as_customer(&self, request: Request<Body>) -> Request<Body> {
+        app_request(&self.token(support::CUSTOMER), request)
+    }
 }
 
 #[tokio::test]
 async fn in_sync_mode_an_order_is_placed_only_after_the_invoice_service_invoiced_it() {
     let invoices = fake_invoice_service(StatusCode::CREATED, std::time::Duration::ZERO).await;
-    let app = spawn_app_invoicing(sync_invoicing(&invoices.url, 2000)).await;
+    let app = spawn_app_with(&[], |issuer| sync_invoicing(issuer, &invoices.url, 2000)).await;
     let (status, _, body) = app
         .post_json("/orders", order(vec![line(2, 1999, "EUR")]))
         .await;
@@ -477,14 +423,16 @@ async fn in_sync_mode_an_invoice_service_that_is_down_fails_refuses_or_is_slow_f
             false,
         ),
     ] {
-        let app = spawn_app_invoicing(sync_invoicing(url, timeout_ms)).await;
+        let app = spawn_app_with(&[], |issuer| sync_invoicing(issuer, url, timeout_ms)).await;
         let response = app
             .router()
             .oneshot(
-                Request::post("/orders")
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(Body::from(order(vec![line(1, 100, "EUR")])))
-                    .expect("request"),
+                app.as_customer(
+                    Request::post("/orders")
+                        .header(header::CONTENT_TYPE, "application/json")
+                        .body(Body::from(order(vec![line(1, 100, "EUR")])))
+                        .expect("request"),
+                ),
             )
             .await
             .expect("infallible");

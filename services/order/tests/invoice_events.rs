@@ -81,7 +81,7 @@ async fn a_void_that_overtakes_the_issue_leaves_a_cancelled_order_with_a_voided_
 -> anyhow::Result<()> {
     let db = db().await?;
     let order = place(&db.pool).await?;
-    usecases::cancel_order(&db.pool, order).await?;
+    usecases::cancel_order(&db.pool, order, usecases::Owner::Any).await?;
     let invoice = Uuid::now_v7();
     deliver(&db.pool, &voided(order, invoice)?).await?;
     deliver(&db.pool, &issued(order, invoice)?).await?;
@@ -99,7 +99,7 @@ async fn an_invoice_issued_after_the_cancellation_keeps_the_order_cancelled() ->
 {
     let db = db().await?;
     let order = place(&db.pool).await?;
-    usecases::cancel_order(&db.pool, order).await?;
+    usecases::cancel_order(&db.pool, order, usecases::Owner::Any).await?;
     deliver(&db.pool, &issued(order, Uuid::now_v7())?).await?;
     let view = store::get(&db.pool, order).await?.expect("order");
     assert_eq!(view.status, OrderStatus::Cancelled);

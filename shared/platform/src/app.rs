@@ -3,10 +3,13 @@
 //! `Runtime::connect` loads the AWS configuration, opens the database pool and
 //! applies migrations. `Runtime::run` then spawns the outbox relay (for a
 //! service that publishes), the consumers of the service's queues and the
-//! metrics sampler on one `TaskTracker`, serves HTTP (the service's routes,
-//! the health routes and `/metrics`, each request traced and measured), and
-//! on shutdown lets everything finish its current step before returning,
-//! within `SHUTDOWN_TIMEOUT_MS`.
+//! metrics sampler on one `TaskTracker`, serves HTTP on two ports, and on
+//! shutdown lets everything finish its current step before returning, within
+//! `SHUTDOWN_TIMEOUT_MS`. The public port (`PORT`) serves only the service's
+//! API, behind the edge (`crate::edge`: in-flight bound, timeout, bearer
+//! authentication, rate limit); the admin port (`ADMIN_PORT`) serves the
+//! health routes and `/metrics`, for the orchestrator and Prometheus only.
+//! Every request on either is traced and measured.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,10 +22,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Verifier;
 use crate::aws::{self, AwsClients};
 use crate::config::{CommonSettings, ConfigError};
 use crate::consumer::{Consumer, Handler};
 use crate::db;
+use crate::edge::{self, EdgeSettings};
 use crate::health::{self, Readiness};
 use crate::metrics::{self, sampler::Sampler};
 use crate::outbox::{EventBridgePublisher, Relay, SnsPublisher};
@@ -40,30 +45,41 @@ pub enum StartupError {
     Http(#[from] std::io::Error),
 }
 
-/// A service ready to run: its port bound, its database migrated.
+/// A service ready to run: its ports bound, its database migrated.
 pub struct Application {
     runtime: Runtime,
-    listener: TcpListener,
+    listeners: Listeners,
+}
+
+/// The public (API) and admin (health, metrics) listeners.
+pub struct Listeners {
+    pub public: TcpListener,
+    pub admin: TcpListener,
 }
 
 impl Application {
-    /// Binds the port (0 picks a free one), connects and applies migrations.
+    /// Binds the ports (0 picks a free one), connects and applies migrations.
     pub async fn build(
         service: Service,
         settings: CommonSettings,
+        edge: EdgeSettings,
         migrator: Migrator,
     ) -> Result<Self, StartupError> {
         if let Some(spec) = &settings.failpoints {
             crate::failpoints::configure(spec)?;
             tracing::warn!(failpoints = %spec, "fail points armed");
         }
-        let listener = TcpListener::bind(("0.0.0.0", settings.port)).await?;
-        let runtime = Runtime::connect(service, settings, migrator).await?;
-        Ok(Application { runtime, listener })
+        let listeners = Listeners {
+            public: TcpListener::bind(("0.0.0.0", settings.port)).await?,
+            admin: TcpListener::bind(("0.0.0.0", edge.admin_port)).await?,
+        };
+        let runtime = Runtime::connect(service, settings, edge, migrator).await?;
+        Ok(Application { runtime, listeners })
     }
 
     pub fn port(&self) -> u16 {
-        self.listener
+        self.listeners
+            .public
             .local_addr()
             .map(|a| a.port())
             .unwrap_or_default()
@@ -81,7 +97,7 @@ impl Application {
         shutdown: CancellationToken,
     ) -> Result<(), StartupError> {
         self.runtime
-            .run(self.listener, router, handler, shutdown)
+            .run(self.listeners, router, handler, shutdown)
             .await
     }
 }
@@ -92,6 +108,8 @@ pub struct Runtime {
     pub settings: CommonSettings,
     pub pool: PgPool,
     pub aws: AwsClients,
+    pub edge: EdgeSettings,
+    pub verifier: Arc<Verifier>,
     tracker: TaskTracker,
 }
 
@@ -103,8 +121,11 @@ impl Runtime {
     pub async fn connect(
         service: Service,
         settings: CommonSettings,
+        edge: EdgeSettings,
         migrator: Migrator,
     ) -> Result<Self, StartupError> {
+        let verifier =
+            Verifier::new(&edge.auth).map_err(|e| StartupError::Http(std::io::Error::other(e)))?;
         let sdk = aws::load_config().await?;
         let aws = AwsClients::new(&sdk);
         let pool = db::pool(
@@ -119,6 +140,8 @@ impl Runtime {
             settings,
             pool,
             aws,
+            edge,
+            verifier: Arc::new(verifier),
             tracker: TaskTracker::new(),
         })
     }
@@ -137,11 +160,12 @@ impl Runtime {
         }
     }
 
-    /// Starts the relay and the consumers, serves `router` (with the health
-    /// routes) on `listener` until `shutdown`, then waits for everything to stop.
+    /// Starts the relay and the consumers, serves `router` behind the edge on
+    /// the public listener and the health routes and metrics on the admin
+    /// one until `shutdown`, then waits for everything to stop.
     pub async fn run<H: Handler>(
         self,
-        listener: TcpListener,
+        listeners: Listeners,
         router: Router,
         handler: Arc<H>,
         shutdown: CancellationToken,
@@ -149,15 +173,35 @@ impl Runtime {
         self.spawn_relay(&shutdown).await?;
         self.spawn_consumers(handler, &shutdown).await?;
         self.spawn_sampler(&shutdown);
-        let app = router
-            .merge(health::routes(self.readiness()))
+        let observe = || axum::middleware::from_fn(crate::telemetry::http::observe);
+        let api = edge::wrap(router, self.verifier.clone(), &self.edge).layer(observe());
+        let admin = health::routes(self.readiness())
             .merge(metrics::routes())
-            .layer(axum::middleware::from_fn(crate::telemetry::http::observe));
-        tracing::info!(service = self.service.name(), addr = %listener.local_addr()?, "serving");
-        let http_shutdown = shutdown.clone();
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await;
+            .layer(observe());
+        tracing::info!(
+            service = self.service.name(),
+            addr = %listeners.public.local_addr()?,
+            admin = %listeners.admin.local_addr()?,
+            "serving"
+        );
+        let serve = |listener: TcpListener, app: Router| {
+            let stop = shutdown.clone();
+            async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+            }
+        };
+        let (served, admin_served) = tokio::join!(
+            async {
+                let served = serve(listeners.public, api).await;
+                // Whatever stopped the public server stops the admin one.
+                shutdown.cancel();
+                served
+            },
+            serve(listeners.admin, admin)
+        );
+        let served = served.and(admin_served);
         // The server stops when the token is cancelled; make sure every
         // background loop sees the same, whatever stopped the server.
         shutdown.cancel();

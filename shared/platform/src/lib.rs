@@ -13,10 +13,12 @@
 //! API, storage and handlers.
 
 pub mod app;
+pub mod auth;
 pub mod aws;
 pub mod config;
 pub mod consumer;
 pub mod db;
+pub mod edge;
 pub mod failpoints;
 pub mod health;
 pub mod inbox;

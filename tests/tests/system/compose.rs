@@ -88,7 +88,7 @@ fn load_settings(
     service: Service,
     env: &BTreeMap<String, String>,
 ) -> (
-    Result<platform::config::CommonSettings, String>,
+    Result<(platform::config::CommonSettings, u16), String>,
     BTreeSet<String>,
 ) {
     let asked = RefCell::new(BTreeSet::new());
@@ -97,11 +97,14 @@ fn load_settings(
         env.get(name).cloned()
     });
     let loaded = match service {
-        Service::Order => order::startup::Settings::from_env(&lookup).map(|s| s.common),
-        Service::Invoice => invoice::startup::Settings::from_env(&lookup).map(|s| s.common),
-        Service::Notification => {
-            notification::startup::Settings::from_env(&lookup).map(|s| s.common)
+        Service::Order => {
+            order::startup::Settings::from_env(&lookup).map(|s| (s.common, s.edge.admin_port))
         }
+        Service::Invoice => {
+            invoice::startup::Settings::from_env(&lookup).map(|s| (s.common, s.edge.admin_port))
+        }
+        Service::Notification => notification::startup::Settings::from_env(&lookup)
+            .map(|s| (s.common, s.edge.admin_port)),
     };
     (loaded.map_err(|e| e.to_string()), asked.into_inner())
 }
@@ -223,7 +226,7 @@ fn ports_health_checks_and_databases_match_the_code() {
         let spec = &compose["services"][name];
         let env = environment(&compose, name);
         let (loaded, _) = load_settings(service, &env);
-        let settings = loaded.expect("settings load");
+        let (settings, admin_port) = loaded.expect("settings load");
         assert_eq!(
             settings.port,
             default_port(service),
@@ -231,17 +234,20 @@ fn ports_health_checks_and_databases_match_the_code() {
         );
         assert_eq!(
             spec["ports"],
-            serde_json::json!([format!("127.0.0.1:{0}:{0}", settings.port)]),
-            "{name} publishes its port on the host's loopback"
+            serde_json::json!([
+                format!("127.0.0.1:{0}:{0}", settings.port),
+                format!("127.0.0.1:{0}:{0}", admin_port)
+            ]),
+            "{name} publishes its API and admin ports on the host's loopback"
         );
         assert_eq!(
             spec["healthcheck"]["test"],
             serde_json::json!([
                 "CMD",
                 "healthcheck",
-                format!("http://127.0.0.1:{}{READY_PATH}", settings.port)
+                format!("http://127.0.0.1:{admin_port}{READY_PATH}")
             ]),
-            "{name} is healthy when its readiness says so"
+            "{name} is healthy when its readiness, on the admin port, says so"
         );
         let grace = spec["stop_grace_period"]
             .as_str()

@@ -306,6 +306,7 @@ async fn a_redelivered_event_changes_nothing() -> anyhow::Result<()> {
         let r = stack
             .http
             .get(format!("{base}/{path}?order_id=nope"))
+            .bearer_auth(stack.issuer.operator_token()?)
             .send()
             .await?;
         assert_eq!(r.status().as_u16(), 400, "{path}");

@@ -2,6 +2,7 @@
 //! two cores linking is most of the build. Every test starts its own emulator
 //! and Postgres cluster on free ports, so they run side by side.
 //!
+//! - `auth`: tokens and the two listeners on the real processes.
 //! - `flow`: the whole journey through the three services as processes, on
 //!   both order chains; a redelivered event changes nothing.
 //! - `outbox`: the relay on a real table and the emulator: two relays, the
@@ -17,6 +18,7 @@
 //! The chaos experiments are a binary of their own (`tests/chaos.rs`): they
 //! measure latency and must not share the two cores with these.
 
+mod auth;
 mod bench;
 mod compose;
 mod crash;

@@ -199,7 +199,7 @@ async fn one_order_is_one_trace_from_the_http_request_to_every_consumer() -> any
 }
 
 async fn scrape(stack: &Stack, service: Service) -> anyhow::Result<Scrape> {
-    probe::scrape(&stack.http, &stack.url(service)).await
+    probe::scrape(&stack.http, &stack.admin_url(service)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -70,6 +70,7 @@ impl Subject {
     /// A stack someone else started, from what `Stack::describe` wrote.
     pub fn described(stack: &StackDescription, topology: Topology) -> anyhow::Result<Subject> {
         let mut services = BTreeMap::new();
+        let mut admin = BTreeMap::new();
         let mut databases = BTreeMap::new();
         let mut pids = BTreeMap::new();
         for service in Service::ALL {
@@ -79,6 +80,7 @@ impl Subject {
                 .get(name)
                 .with_context(|| format!("the stack has no {name} service"))?;
             services.insert(name, described.url.clone());
+            admin.insert(name, described.admin_url.clone());
             if let Some(pid) = described.pid {
                 pids.insert(name, pid);
             }
@@ -91,6 +93,8 @@ impl Subject {
         Ok(Subject {
             endpoints: Endpoints {
                 services,
+                admin,
+                minter: stack.issuer.as_ref().map(|i| i.minter()).transpose()?,
                 emulator: stack.emulator_url.clone(),
                 databases,
             },
@@ -239,6 +243,7 @@ pub async fn run_step(
             timeout: plan.request_timeout,
             run_id,
             max_in_flight: 4000,
+            minter: subject.endpoints.minter.clone(),
         },
     );
     let started = tokio::time::Instant::now();

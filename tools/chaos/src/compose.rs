@@ -54,6 +54,13 @@ fn published(host: &str) -> Endpoints {
             .iter()
             .map(|(name, http, _)| (*name, format!("http://{host}:{http}")))
             .collect(),
+        // The admin ports are the API's + 1000 (docker-compose.yml).
+        admin: ports
+            .iter()
+            .map(|(name, http, _)| (*name, format!("http://{host}:{}", http + 1000)))
+            .collect(),
+        // No issuer key reaches a compose stack from outside.
+        minter: None,
         emulator: format!("http://{host}:4566"),
         databases: ports
             .iter()
@@ -149,7 +156,7 @@ impl ComposeTarget {
     async fn wait_healthy(&self, part: Part) -> anyhow::Result<()> {
         match part {
             Part::Service(s) => {
-                let url = format!("{}/health/ready", self.endpoints.service(s));
+                let url = format!("{}/health/ready", self.endpoints.admin(s));
                 wait::until(
                     &format!("{} to be ready", s.name()),
                     Duration::from_secs(90),

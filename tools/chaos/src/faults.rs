@@ -111,6 +111,7 @@ async fn order_crash_mid_publish<T: Target>(run: &mut Run<'_, T>) -> anyhow::Res
             timeout: run.plan.request_timeout,
             run_id: burst_id.clone(),
             max_in_flight: 2000,
+            minter: run.target.endpoints().minter.clone(),
         },
     );
     let from = run.now();

@@ -101,14 +101,7 @@ impl LocalTarget {
                 .collect();
             stack.add_replica(*service, &extra).await?;
         }
-        let endpoints = Endpoints {
-            services: Service::ALL
-                .iter()
-                .map(|s| (s.name(), stack.url(*s)))
-                .collect(),
-            emulator: stack.emulator.endpoint(),
-            databases: stack.database_urls.clone(),
-        };
+        let endpoints = stack.endpoints();
         Ok(LocalTarget {
             stack,
             endpoints,

@@ -191,6 +191,7 @@ pub async fn run<T: Target>(
             timeout: plan.request_timeout,
             run_id: run_id.clone(),
             max_in_flight: 2000,
+            minter: run.target.endpoints().minter.clone(),
         },
     );
     run.step(format!("open-loop load started: {} orders/s", plan.rate));

@@ -155,19 +155,36 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
-    println!("\nlook around:");
-    println!("  curl {}/orders/{}", client.order, placed[0]);
+    // Tokens from the demo's own issuer, as a real provider would issue
+    // them: one per sample customer, and an operator's for invoices and
+    // notifications.
+    let alice = stack.issuer.customer_token("alice")?;
+    let bob = stack.issuer.customer_token("bob")?;
+    let operator = stack.issuer.operator_token()?;
+    println!("\ntokens (issuer {}, valid 1 h):", stack.issuer.url());
+    println!("  ALICE_TOKEN={alice}");
+    println!("  BOB_TOKEN={bob}");
+    println!("  OPERATOR_TOKEN={operator}");
+    println!("\nlook around (set the tokens above in your shell first):");
     println!(
-        "  curl '{}/invoices?order_id={}'",
+        "  curl -H \"Authorization: Bearer $ALICE_TOKEN\" {}/orders/{}",
+        client.order, placed[0]
+    );
+    println!(
+        "  curl -H \"Authorization: Bearer $BOB_TOKEN\" {}/orders/{}   (404: not bob's)",
+        client.order, placed[0]
+    );
+    println!(
+        "  curl -H \"Authorization: Bearer $OPERATOR_TOKEN\" '{}/invoices?order_id={}'",
         client.invoice, placed[0]
     );
     println!(
-        "  curl '{}/notifications?order_id={}'",
+        "  curl -H \"Authorization: Bearer $OPERATOR_TOKEN\" '{}/notifications?order_id={}'",
         client.notification, placed[0]
     );
     println!(
-        "  curl {}/metrics   (each service; logs carry trace_id and order_id)",
-        client.order
+        "  curl {}/metrics   (the admin port; logs carry trace_id and order_id)",
+        stack.admin_url(contracts::topology::Service::Order)
     );
     println!(
         "  AWS_ENDPOINT_URL={} ({})",

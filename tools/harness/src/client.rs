@@ -1,7 +1,20 @@
 //! A small client for the three services' HTTP APIs, used by the demo and the tests.
+//!
+//! Each request carries a bearer token from the stack's issuer: an order is
+//! placed with its customer's token (the body's `customer_id`), read and
+//! cancelled with the token of the customer who placed it, and invoices and
+//! notifications are read with an operator's token.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use uuid::Uuid;
+
+use crate::issuer::Minter;
+
+/// The customer whose token reads an order this client did not place.
+pub const DEFAULT_CUSTOMER: &str = "c-1";
 
 #[derive(Clone)]
 pub struct Client {
@@ -9,6 +22,9 @@ pub struct Client {
     pub order: String,
     pub invoice: String,
     pub notification: String,
+    pub minter: Minter,
+    /// Who placed each order this client placed.
+    owners: Arc<Mutex<HashMap<Uuid, String>>>,
 }
 
 /// An HTTP answer: status and JSON body (`Null` when empty or not JSON).
@@ -53,18 +69,47 @@ impl Client {
             order: stack.url(Service::Order),
             invoice: stack.url(Service::Invoice),
             notification: stack.url(Service::Notification),
+            minter: stack.issuer.minter(),
+            owners: Arc::default(),
         }
     }
 
+    /// The customer who placed `id` through this client, else the default one.
+    pub fn owner_of(&self, id: Uuid) -> String {
+        self.owners
+            .lock()
+            .ok()
+            .and_then(|o| o.get(&id).cloned())
+            .unwrap_or_else(|| DEFAULT_CUSTOMER.to_string())
+    }
+
+    fn customer_token(&self, customer: &str) -> anyhow::Result<String> {
+        self.minter.customer_token(customer)
+    }
+
+    /// Places the order with the token of the body's customer.
     pub async fn place_order(&self, body: &Value) -> anyhow::Result<Answer> {
-        Answer::from(
+        let customer = body["customer_id"]
+            .as_str()
+            .unwrap_or(DEFAULT_CUSTOMER)
+            .to_string();
+        let answer = Answer::from(
             self.http
                 .post(format!("{}/orders", self.order))
+                .bearer_auth(self.customer_token(&customer)?)
                 .json(body)
                 .send()
                 .await?,
         )
-        .await
+        .await?;
+        if let Some(id) = answer.body["order_id"]
+            .as_str()
+            .and_then(|s| s.parse::<Uuid>().ok())
+            && let Ok(mut owners) = self.owners.lock()
+        {
+            owners.insert(id, customer);
+        }
+        Ok(answer)
     }
 
     /// Places an order and returns its id; fails unless it is accepted.
@@ -78,6 +123,7 @@ impl Client {
         Answer::from(
             self.http
                 .get(format!("{}/orders/{id}", self.order))
+                .bearer_auth(self.customer_token(&self.owner_of(id))?)
                 .send()
                 .await?,
         )
@@ -88,6 +134,7 @@ impl Client {
         Answer::from(
             self.http
                 .post(format!("{}/orders/{id}/cancel", self.order))
+                .bearer_auth(self.customer_token(&self.owner_of(id))?)
                 .send()
                 .await?,
         )
@@ -98,6 +145,7 @@ impl Client {
         let a = Answer::from(
             self.http
                 .get(format!("{}/invoices?order_id={order_id}", self.invoice))
+                .bearer_auth(self.minter.operator_token()?)
                 .send()
                 .await?,
         )
@@ -113,6 +161,7 @@ impl Client {
                     "{}/notifications?order_id={order_id}",
                     self.notification
                 ))
+                .bearer_auth(self.minter.operator_token()?)
                 .send()
                 .await?,
         )

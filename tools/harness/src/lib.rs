@@ -4,7 +4,9 @@
 //!   server you name), one database and role per service, the provisioned
 //!   topology and the three services as separate processes, and stops them
 //!   all on drop.
-//! - `client`: a small HTTP client for the three services' APIs.
+//! - `client`: a small HTTP client for the three services' APIs, with a
+//!   token per customer.
+//! - `issuer`: the local token issuer (keys, JWKS, client credentials).
 //! - `load`: the open-loop order load and its history of ok / fail / unknown.
 //! - `observe`: reading the system from outside (databases, queues, health),
 //!   what the probes, abort conditions and checkers look at.
@@ -20,6 +22,7 @@
 
 pub mod chart;
 pub mod client;
+pub mod issuer;
 pub mod load;
 pub mod observe;
 pub mod probe;

@@ -78,6 +78,9 @@ pub struct LoadSettings {
     /// sent and is counted in `Load::skipped` (the client would be the
     /// bottleneck, not the system).
     pub max_in_flight: usize,
+    /// Mints each customer's token; without one the requests go
+    /// unauthenticated (and are refused).
+    pub minter: Option<crate::issuer::Minter>,
 }
 
 /// A running load. `stop` ends it and returns the history.
@@ -173,7 +176,15 @@ async fn schedule(
             &customer_id,
             &[("CHAOS-1", 1 + (n % 3) as i64, 100 + (n % 900) as i64)],
         );
-        let request = http.post(&url).json(&body).timeout(settings.timeout).send();
+        let mut request = http.post(&url).json(&body).timeout(settings.timeout);
+        if let Some(token) = settings
+            .minter
+            .as_ref()
+            .and_then(|m| m.customer_token(&customer_id).ok())
+        {
+            request = request.bearer_auth(token);
+        }
+        let request = request.send();
         let history = history.clone();
         in_flight.spawn(async move {
             let send_lag_ms = due.elapsed().as_secs_f64() * 1000.0;

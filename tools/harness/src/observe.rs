@@ -16,6 +16,11 @@ use uuid::Uuid;
 pub struct Endpoints {
     /// Base URLs of the three services' HTTP APIs.
     pub services: BTreeMap<&'static str, String>,
+    /// Base URLs of their admin ports (health, metrics).
+    pub admin: BTreeMap<&'static str, String>,
+    /// Mints the tokens the APIs ask for; `None` where no issuer key is at
+    /// hand (the APIs then answer 401).
+    pub minter: Option<crate::issuer::Minter>,
     /// `AWS_ENDPOINT_URL` of the emulator.
     pub emulator: String,
     /// Each service's database.
@@ -25,6 +30,10 @@ pub struct Endpoints {
 impl Endpoints {
     pub fn service(&self, service: Service) -> &str {
         &self.services[service.name()]
+    }
+
+    pub fn admin(&self, service: Service) -> &str {
+        &self.admin[service.name()]
     }
 
     pub fn database(&self, service: Service) -> &str {
@@ -118,7 +127,7 @@ impl Observer {
 
     /// Whether `/health/ready` answers 200.
     pub async fn ready(&self, service: Service) -> bool {
-        let url = format!("{}/health/ready", self.endpoints.service(service));
+        let url = format!("{}/health/ready", self.endpoints.admin(service));
         matches!(self.http.get(url).send().await, Ok(r) if r.status().is_success())
     }
 

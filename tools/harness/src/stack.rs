@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use contracts::topology::{Chain, Service, Topology};
 use nix::sys::signal::Signal;
@@ -12,6 +14,8 @@ use testkit::emulator::{Emulator, EmulatorKind};
 use testkit::postgres::{self, Cluster};
 use testkit::process::ChildGuard;
 use testkit::wait;
+
+use crate::issuer::Issuer;
 
 /// Where Postgres comes from.
 #[derive(Debug, Clone)]
@@ -90,7 +94,10 @@ impl StackOptions {
 /// One service process and how to start it again.
 pub struct ServiceProcess {
     pub service: Service,
+    /// The API's port.
     pub port: u16,
+    /// The admin port: health and metrics.
+    pub admin_port: u16,
     binary: PathBuf,
     env: Vec<(String, String)>,
     log: PathBuf,
@@ -100,6 +107,11 @@ pub struct ServiceProcess {
 impl ServiceProcess {
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Where the health endpoints and `/metrics` answer.
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port)
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
@@ -121,7 +133,7 @@ impl ServiceProcess {
         http: &reqwest::Client,
         deadline: Duration,
     ) -> anyhow::Result<()> {
-        let url = format!("{}/health/ready", self.url());
+        let url = format!("{}/health/ready", self.admin_url());
         let name = self.service.name();
         let result = wait::until(&format!("{name} to be ready"), deadline, || {
             let exited = self.process.as_mut().map(|p| p.try_wait()).transpose();
@@ -235,6 +247,8 @@ pub struct Stack {
     /// What was provisioned, by name: the services run on the same declaration.
     pub topology: Topology,
     pub http: reqwest::Client,
+    /// The local token issuer the services trust (`crate::issuer`).
+    pub issuer: Arc<Issuer>,
     pub log_dir: PathBuf,
 }
 
@@ -255,12 +269,40 @@ pub struct StackDescription {
     pub postgres_pids: Vec<u32>,
     /// `standard` or `fifo`.
     pub orders_chain: String,
+    /// The local issuer and its current key, so that a tool in another
+    /// process can mint tokens the services accept (a development stack
+    /// only: this file then holds a private key).
+    #[serde(default)]
+    pub issuer: Option<DescribedIssuer>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct DescribedService {
     pub url: String,
+    /// The admin port's base URL (health, metrics).
+    #[serde(default)]
+    pub admin_url: String,
     pub pid: Option<u32>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DescribedIssuer {
+    pub url: String,
+    pub kid: String,
+    /// The ES256 private key, PKCS #8 DER.
+    pub pkcs8: Vec<u8>,
+}
+
+impl DescribedIssuer {
+    pub fn minter(&self) -> anyhow::Result<crate::issuer::Minter> {
+        Ok(crate::issuer::Minter {
+            issuer: self.url.clone(),
+            key: Arc::new(crate::issuer::SigningKey::from_es256_pkcs8(
+                &self.kid,
+                &self.pkcs8,
+            )?),
+        })
+    }
 }
 
 /// The directory holding the service binaries: next to the running executable
@@ -384,14 +426,21 @@ impl Stack {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()?;
+        let issuer = Arc::new(Issuer::start().await?);
         let mut services = BTreeMap::new();
         for service in Service::ALL {
             let port = match &options.service_ports {
                 Some(ports) => *ports.get(service.name()).context("no port for a service")?,
                 None => testkit::free_port()?,
             };
+            let admin_port = testkit::free_port()?;
             let mut env: Vec<(String, String)> = vec![
                 ("PORT".into(), port.to_string()),
+                ("ADMIN_PORT".into(), admin_port.to_string()),
+                // The load tools send from many customers at once, some from
+                // one; the edge tests set their own limit.
+                ("RATE_LIMIT_PER_SECOND".into(), "100000".into()),
+                ("RATE_LIMIT_BURST".into(), "100000".into()),
                 ("DATABASE_URL".into(), database_urls[service.name()].clone()),
                 ("AWS_ENDPOINT_URL".into(), emulator.endpoint()),
                 ("AWS_REGION".into(), "us-east-1".into()),
@@ -400,6 +449,10 @@ impl Stack {
                 ("RUST_LOG".into(), "info".into()),
                 (Chain::VARIABLE.into(), options.orders_chain.to_string()),
             ];
+            env.extend(issuer.service_env());
+            if service == Service::Order {
+                env.extend(issuer.order_client_env());
+            }
             env.extend(options.service_env.iter().cloned());
             if let Some(extra) = options.env_for.get(service.name()) {
                 for (key, value) in extra {
@@ -411,6 +464,7 @@ impl Stack {
             let mut process = ServiceProcess {
                 service,
                 port,
+                admin_port,
                 binary,
                 env,
                 log: log_dir.join(format!("{}.log", service.name())),
@@ -431,6 +485,7 @@ impl Stack {
             provisioned,
             topology,
             http,
+            issuer,
             log_dir,
         })
     }
@@ -450,6 +505,28 @@ impl Stack {
         self.services[service.name()].url()
     }
 
+    /// Where `service`'s health endpoints and `/metrics` answer.
+    pub fn admin_url(&self, service: Service) -> String {
+        self.services[service.name()].admin_url()
+    }
+
+    /// Where everything answers, with a minter of this stack's issuer.
+    pub fn endpoints(&self) -> crate::observe::Endpoints {
+        crate::observe::Endpoints {
+            services: Service::ALL
+                .iter()
+                .map(|s| (s.name(), self.url(*s)))
+                .collect(),
+            admin: Service::ALL
+                .iter()
+                .map(|s| (s.name(), self.admin_url(*s)))
+                .collect(),
+            minter: Some(self.issuer.minter()),
+            emulator: self.emulator.endpoint(),
+            databases: self.database_urls.clone(),
+        }
+    }
+
     /// Starts one more instance of `service` on a free port, with the same
     /// environment plus `extra`, and waits until it is ready: a replica that
     /// shares the database and the queues, as a second pod would.
@@ -460,14 +537,21 @@ impl Stack {
     ) -> anyhow::Result<&mut ServiceProcess> {
         let first = &self.services[service.name()];
         let port = testkit::free_port()?;
+        let admin_port = testkit::free_port()?;
         let mut env = first.env.clone();
-        for (key, value) in extra.iter().chain(&[("PORT", port.to_string().as_str())]) {
+        let ports = [
+            ("PORT", port.to_string()),
+            ("ADMIN_PORT", admin_port.to_string()),
+        ];
+        let ports: Vec<(&str, &str)> = ports.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        for (key, value) in extra.iter().chain(&ports) {
             env.retain(|(k, _)| k != key);
             env.push((key.to_string(), value.to_string()));
         }
         let mut replica = ServiceProcess {
             service,
             port,
+            admin_port,
             binary: first.binary.clone(),
             env,
             log: self.log_dir.join(format!(
@@ -499,6 +583,7 @@ impl Stack {
                         name.to_string(),
                         DescribedService {
                             url: p.url(),
+                            admin_url: p.admin_url(),
                             pid: p.pid(),
                         },
                     )
@@ -522,6 +607,14 @@ impl Stack {
                 Chain::Fifo.to_string()
             } else {
                 Chain::Standard.to_string()
+            },
+            issuer: {
+                let key = self.issuer.current_key();
+                Some(DescribedIssuer {
+                    url: self.issuer.url(),
+                    kid: key.kid.clone(),
+                    pkcs8: key.pkcs8.clone(),
+                })
             },
         }
     }

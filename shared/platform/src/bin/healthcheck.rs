@@ -1,5 +1,6 @@
 //! `healthcheck [URL]`: the container probe. GETs `URL` (default
-//! `http://127.0.0.1:$PORT/health/ready`) and exits 0 on a 2xx answer, 1
+//! `http://127.0.0.1:$ADMIN_PORT/health/ready`: health is served on the admin
+//! port only) and exits 0 on a 2xx answer, 1
 //! otherwise, with one line on stderr saying why.
 //!
 //! The runtime image has no shell, curl or wget (fewer tools, less to patch
@@ -17,10 +18,10 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 fn main() -> ExitCode {
     let url = match std::env::args().nth(1) {
         Some(url) => url,
-        None => match std::env::var("PORT") {
+        None => match std::env::var("ADMIN_PORT") {
             Ok(port) => format!("http://127.0.0.1:{port}{}", platform::health::READY_PATH),
             Err(_) => {
-                eprintln!("healthcheck: give a URL, or set PORT");
+                eprintln!("healthcheck: give a URL, or set ADMIN_PORT");
                 return ExitCode::from(2);
             }
         },

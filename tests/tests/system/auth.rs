@@ -1,0 +1,122 @@
+//! Authentication and the two listeners on the real processes: the public
+//! port serves only the API and refuses a request without a valid token with
+//! problem+json; health and metrics answer on the admin port only; a token of
+//! the stack's issuer works end to end, the synchronous mode's service
+//! credential included.
+
+use contracts::topology::Service;
+use harness::client::{Client, order_body};
+use harness::stack::{Stack, StackOptions};
+
+#[tokio::test]
+async fn the_public_port_serves_only_the_api_and_only_with_a_token() -> anyhow::Result<()> {
+    let stack = Stack::start(StackOptions::for_test("auth-ports")?).await?;
+    let result = check_ports(&stack).await;
+    if result.is_err() {
+        eprintln!("{}", stack.logs(40));
+    }
+    stack.shutdown().await?;
+    result
+}
+
+async fn check_ports(stack: &Stack) -> anyhow::Result<()> {
+    let http = &stack.http;
+    for service in Service::ALL {
+        let public = stack.url(service);
+        let admin = stack.admin_url(service);
+        for path in ["/metrics", "/health/ready", "/health/live"] {
+            let on_public = http.get(format!("{public}{path}")).send().await?;
+            assert_ne!(
+                on_public.status(),
+                200,
+                "{} serves {path} publicly",
+                service.name()
+            );
+            let on_admin = http.get(format!("{admin}{path}")).send().await?;
+            assert_eq!(on_admin.status(), 200, "{} admin {path}", service.name());
+        }
+    }
+    let order = stack.url(Service::Order);
+    let anonymous = http
+        .post(format!("{order}/orders"))
+        .json(&order_body("alice", &[("SKU-1", 1, 100)]))
+        .send()
+        .await?;
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(
+        anonymous
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer")
+    );
+    assert_eq!(
+        anonymous.headers()["content-type"],
+        "application/problem+json"
+    );
+    let bad = http
+        .get(format!(
+            "{}/invoices?order_id=0190b2a0-0000-7000-8000-000000000000",
+            stack.url(Service::Invoice)
+        ))
+        .bearer_auth("not.a.token")
+        .send()
+        .await?;
+    assert_eq!(bad.status(), 401);
+    // A customer's token may not read invoices: that is an operator's.
+    let customer = http
+        .get(format!(
+            "{}/notifications?order_id=0190b2a0-0000-7000-8000-000000000000",
+            stack.url(Service::Notification)
+        ))
+        .bearer_auth(stack.issuer.customer_token("alice")?)
+        .send()
+        .await?;
+    assert_eq!(customer.status(), 403);
+
+    let client = Client::for_stack(stack);
+    let id = client
+        .place(&order_body("alice", &[("SKU-1", 1, 100)]))
+        .await?;
+    assert_eq!(client.order(id).await?.status, 200);
+    let other = http
+        .get(format!("{order}/orders/{id}"))
+        .bearer_auth(stack.issuer.customer_token("bob")?)
+        .send()
+        .await?;
+    assert_eq!(other.status(), 404, "bob may not see alice's order");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_synchronous_call_carries_the_order_services_client_credential() -> anyhow::Result<()> {
+    // The invoice service's port must be known before the order service
+    // starts: fixed ones, free now.
+    let ports: std::collections::BTreeMap<&'static str, u16> = Service::ALL
+        .iter()
+        .map(|s| Ok((s.name(), testkit::free_port()?)))
+        .collect::<anyhow::Result<_>>()?;
+    let mut options = StackOptions::for_test("auth-sync")?;
+    let invoice_url = format!("http://127.0.0.1:{}", ports["invoice"]);
+    options.service_ports = Some(ports);
+    let options = options
+        .with_env(Service::Order, "ORDER_INVOICING", "sync")
+        .with_env(Service::Order, "INVOICE_SERVICE_URL", &invoice_url);
+    let stack = Stack::start(options).await?;
+    let client = Client::for_stack(&stack);
+    let result = async {
+        let answer = client
+            .place_order(&order_body("alice", &[("SKU-1", 1, 100)]))
+            .await?;
+        anyhow::ensure!(answer.status == 202, "sync order: {answer:?}");
+        let id = serde_json::from_value(answer.body["order_id"].clone())?;
+        anyhow::ensure!(client.invoices_of(id).await?.len() == 1, "invoiced at once");
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        eprintln!("{}", stack.logs(40));
+    }
+    stack.shutdown().await?;
+    result
+}
