@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 #
-# One image for the three services, the provisioner and the ops command.
+# One image for the three services, the provisioner, the ops command and the
+# development issuer of the compose stack (dev-issuer: never deploy it).
 #
 #   chef     the pinned Rust toolchain with cargo-chef
 #   planner  reduces the workspace to a recipe: its manifests and lockfile
@@ -33,14 +34,14 @@ COPY --from=planner /build/recipe.json recipe.json
 # the layer to cache. tests/tests/system/compose.rs keeps the two lists equal.
 RUN cargo chef cook --release --locked --recipe-path recipe.json \
     --bin order-service --bin invoice-service --bin notification-service \
-    --bin provision --bin ops --bin healthcheck
+    --bin provision --bin ops --bin healthcheck --bin dev-issuer
 COPY . .
 # Only the shipped binaries. Their packages do not ask for the `failpoints`
 # feature (only scripts/build-failpoint-services.sh does, for the tests), so
 # no fail point is compiled in.
 RUN cargo build --release --locked \
     --bin order-service --bin invoice-service --bin notification-service \
-    --bin provision --bin ops --bin healthcheck
+    --bin provision --bin ops --bin healthcheck --bin dev-issuer
 
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
 COPY --from=builder \
@@ -50,6 +51,7 @@ COPY --from=builder \
     /build/target/release/provision \
     /build/target/release/ops \
     /build/target/release/healthcheck \
+    /build/target/release/dev-issuer \
     /usr/local/bin/
 # 65532: distroless's `nonroot`, by number so that runtimes can check it is not root.
 USER 65532:65532

@@ -120,3 +120,111 @@ async fn the_synchronous_call_carries_the_order_services_client_credential() -> 
     stack.shutdown().await?;
     result
 }
+
+/// The compose stack's `dev-issuer`, as a real process: it names itself by
+/// its public URL (not its bind address), its development endpoint mints a
+/// token, and the platform's verifier, discovering the keys from that URL as
+/// a service does, accepts it with the subject and scope asked for.
+#[tokio::test]
+async fn the_dev_issuer_binary_mints_tokens_the_services_verifier_accepts() -> anyhow::Result<()> {
+    use std::time::Duration;
+
+    use platform::auth::settings::AuthSettings;
+    use platform::auth::verifier::Verifier;
+    use platform::config::Env;
+
+    let port = testkit::free_port()?;
+    // Another name for the same host: the `iss` must be this, not the bind address.
+    let url = format!("http://localhost:{port}");
+    let log = std::env::temp_dir().join(format!("dev-issuer-{port}.log"));
+    let mut command = std::process::Command::new(harness::stack::bin_dir()?.join("dev-issuer"));
+    command
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--url", &url])
+        .env("OAUTH_CLIENT_SECRET", "test-secret");
+    let mut child = testkit::process::ChildGuard::spawn("dev-issuer", command, &log)?;
+    let result = async {
+        let http = reqwest::Client::new();
+        let discovery_url = format!("http://127.0.0.1:{port}/.well-known/openid-configuration");
+        let discovery: serde_json::Value = testkit::wait::until(
+            "dev-issuer serves discovery",
+            Duration::from_secs(20),
+            || {
+                let (http, discovery_url) = (&http, &discovery_url);
+                async move {
+                    let response = http
+                        .get(discovery_url)
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    response.json().await.map_err(|e| e.to_string())
+                }
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        anyhow::ensure!(discovery["issuer"] == url, "{discovery}");
+        anyhow::ensure!(
+            discovery["jwks_uri"] == format!("{url}/jwks.json"),
+            "{discovery}"
+        );
+
+        let minted: serde_json::Value = http
+            .post(format!(
+                "http://127.0.0.1:{port}{}",
+                harness::issuer::DEV_TOKENS_PATH
+            ))
+            .json(&serde_json::json!({"subject": "alice"}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let token = minted["access_token"].as_str().expect("a token");
+
+        let env = [
+            ("OIDC_ISSUER", url.as_str()),
+            ("JWT_AUDIENCE", harness::issuer::AUDIENCE),
+        ];
+        let settings = AuthSettings::from_env(&Env(|n: &str| {
+            env.iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.to_string())
+        }))?;
+        let principal = Verifier::new(&settings)?.verify(token).await?;
+        anyhow::ensure!(principal.subject == "alice", "{principal:?}");
+        anyhow::ensure!(principal.scopes.contains("orders:write"), "{principal:?}");
+
+        // A bad request gets problem+json, not a token.
+        let bad = http
+            .post(format!(
+                "http://127.0.0.1:{port}{}",
+                harness::issuer::DEV_TOKENS_PATH
+            ))
+            .body("{}")
+            .send()
+            .await?;
+        anyhow::ensure!(bad.status() == 400, "{}", bad.status());
+        anyhow::ensure!(bad.headers()["content-type"] == "application/problem+json");
+
+        // The order service's client credential from the environment works.
+        let granted = http
+            .post(format!("http://127.0.0.1:{port}/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", harness::issuer::ORDER_SERVICE_CLIENT),
+                ("client_secret", "test-secret"),
+            ])
+            .send()
+            .await?;
+        anyhow::ensure!(granted.status() == 200, "{}", granted.status());
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        eprintln!("{}", child.log_tail(40));
+    }
+    child
+        .stop(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(10))
+        .await?;
+    result
+}

@@ -663,9 +663,9 @@ fn the_container_probe_passes_on_2xx_and_fails_otherwise() -> anyhow::Result<()>
     assert!(stderr.contains("503"), "{stderr}");
     let (code, stderr) = run(format!("http://127.0.0.1:{closed}{READY_PATH}"))?;
     assert_eq!(code, Some(1), "{stderr}");
-    // Without a URL it asks this host's PORT for readiness.
+    // Without a URL it asks this host's ADMIN_PORT for readiness.
     let by_port = Command::new(&probe)
-        .env("PORT", ready.to_string())
+        .env("ADMIN_PORT", ready.to_string())
         .output()?;
     assert!(
         by_port.status.success(),
@@ -673,4 +673,60 @@ fn the_container_probe_passes_on_2xx_and_fails_otherwise() -> anyhow::Result<()>
         String::from_utf8_lossy(&by_port.stderr)
     );
     Ok(())
+}
+
+/// The development issuer is where the services look for keys: its `--url`
+/// is their `OIDC_ISSUER`, it listens on that URL's port, it registers the
+/// order service's client, and the services start only once it is healthy.
+#[test]
+fn the_services_verify_tokens_of_the_compose_issuer() {
+    let compose = compose();
+    let issuer = &compose["services"]["issuer"];
+    let command: Vec<&str> = issuer["command"]
+        .as_array()
+        .expect("a command")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(command[0], "dev-issuer");
+    let arg = |name: &str| {
+        command
+            .windows(2)
+            .find(|w| w[0] == name)
+            .map(|w| w[1].to_string())
+            .unwrap_or_else(|| panic!("dev-issuer is given {name}"))
+    };
+    let url = arg("--url");
+    let port = url.rsplit(':').next().expect("a port in the issuer URL");
+    assert!(
+        arg("--listen").ends_with(&format!(":{port}")),
+        "{command:?}"
+    );
+    assert_eq!(
+        issuer["healthcheck"]["test"][1], "healthcheck",
+        "the image's probe checks the issuer"
+    );
+    let env = environment(&compose, "issuer");
+    assert_eq!(
+        env.get("OAUTH_CLIENT_ID").map(String::as_str),
+        Some(harness::issuer::ORDER_SERVICE_CLIENT)
+    );
+    assert!(
+        env.get("OAUTH_CLIENT_SECRET")
+            .is_some_and(|s| !s.is_empty())
+    );
+    for service in Service::ALL {
+        let name = service.name();
+        let service_env = environment(&compose, name);
+        assert_eq!(service_env.get("OIDC_ISSUER"), Some(&url), "{name}");
+        assert_eq!(
+            service_env.get("JWT_AUDIENCE").map(String::as_str),
+            Some(harness::issuer::AUDIENCE),
+            "{name}"
+        );
+        assert_eq!(
+            compose["services"][name]["depends_on"]["issuer"]["condition"], "service_healthy",
+            "{name}"
+        );
+    }
 }

@@ -137,6 +137,24 @@ impl Minter {
     }
 }
 
+/// Where the development issuer mints tokens on request (off unless
+/// `DevIssuerOptions::dev_tokens`).
+pub const DEV_TOKENS_PATH: &str = "/dev/tokens";
+
+/// How the `dev-issuer` binary serves: where it binds, the URL it names
+/// itself, and whether anyone may ask it for a token.
+#[derive(Debug, Clone)]
+pub struct DevIssuerOptions {
+    pub listen: SocketAddr,
+    /// The public issuer URL: the `iss` of its tokens and the base of its
+    /// discovery document, which may differ from the bind address (a
+    /// container listens on 0.0.0.0 and is reached as `issuer`).
+    pub url: String,
+    /// Serve `POST /dev/tokens`. Development only: it hands a valid token to
+    /// anyone who can reach the port.
+    pub dev_tokens: bool,
+}
+
 /// A client allowed to use the token endpoint.
 #[derive(Clone)]
 struct ClientRecord {
@@ -154,6 +172,9 @@ struct Keys {
 
 struct Inner {
     url: String,
+    /// Whether `POST /dev/tokens` mints tokens for anyone who asks: only the
+    /// `dev-issuer` binary turns it on (see `DevIssuerOptions`).
+    dev_tokens: bool,
     keys: RwLock<Keys>,
     clients: RwLock<HashMap<String, ClientRecord>>,
 }
@@ -182,13 +203,32 @@ impl Issuer {
 
     /// Serves on `addr` (the demo's fixed port).
     pub async fn start_on(addr: SocketAddr) -> anyhow::Result<Issuer> {
+        Issuer::serve(addr, None, false).await
+    }
+
+    /// The development issuer of the compose stack (the `dev-issuer`
+    /// binary): serves on `options.listen` but names itself `options.url`
+    /// (what the services reach it at, `http://issuer:8090`), and with
+    /// `options.dev_tokens` mints tokens on `POST /dev/tokens` for anyone who
+    /// asks. Never deploy it.
+    pub async fn start_dev(options: DevIssuerOptions) -> anyhow::Result<Issuer> {
+        let url = options.url.trim_end_matches('/').to_string();
+        Issuer::serve(options.listen, Some(url), options.dev_tokens).await
+    }
+
+    async fn serve(
+        addr: SocketAddr,
+        url: Option<String>,
+        dev_tokens: bool,
+    ) -> anyhow::Result<Issuer> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("bind the issuer on {addr}"))?;
         let bound = listener.local_addr()?;
         let first = Arc::new(SigningKey::es256("key-1")?);
         let inner = Arc::new(Inner {
-            url: format!("http://{bound}"),
+            url: url.unwrap_or_else(|| format!("http://{bound}")),
+            dev_tokens,
             keys: RwLock::new(Keys {
                 current: first.clone(),
                 published: vec![first],
@@ -200,6 +240,7 @@ impl Issuer {
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks.json", get(jwks))
             .route("/token", post(token))
+            .route(DEV_TOKENS_PATH, post(dev_token))
             .with_state(inner.clone());
         let stop = CancellationToken::new();
         let stopped = stop.clone();
@@ -382,6 +423,66 @@ async fn token(State(inner): State<Arc<Inner>>, body: String) -> Response {
             "token_type": "Bearer",
             "expires_in": TOKEN_TTL.as_secs(),
             "scope": client.scope,
+        }))
+        .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// What `POST /dev/tokens` takes: the subject (a customer id, or `operator`)
+/// and the scope, customer scopes when left out.
+#[derive(serde::Deserialize)]
+struct DevTokenRequest {
+    subject: String,
+    scope: Option<String>,
+}
+
+/// The development issuer's token on request: 404 unless it was turned on.
+async fn dev_token(State(inner): State<Arc<Inner>>, body: String) -> Response {
+    if !inner.dev_tokens {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let problem = |detail: String| {
+        (
+            StatusCode::BAD_REQUEST,
+            [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
+            Json(json!({
+                "type": "about:blank",
+                "title": "Bad Request",
+                "status": 400,
+                "detail": detail,
+            })),
+        )
+            .into_response()
+    };
+    let request: DevTokenRequest = match serde_json::from_str(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return problem(format!(
+                "expected {{\"subject\": \"...\", \"scope\": \"...\"}}: {e}"
+            ));
+        }
+    };
+    if request.subject.trim().is_empty() {
+        return problem("subject must not be empty".into());
+    }
+    let scope = request.scope.unwrap_or_else(|| CUSTOMER_SCOPES.to_string());
+    let key = inner
+        .keys
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .current
+        .clone();
+    let minter = Minter {
+        issuer: inner.url.clone(),
+        key,
+    };
+    match minter.token(&request.subject, &scope) {
+        Ok(token) => Json(json!({
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": TOKEN_TTL.as_secs(),
+            "scope": scope,
         }))
         .into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
