@@ -21,6 +21,7 @@
 //! | `consumer_delete_batch_size` | `queue` | receipts per `DeleteMessageBatch` (histogram): above one when deletes of several polls share a call |
 //! | `consumer_deletes_lost_total` | `queue` | deletes refused or given up after retries: each message comes back and the inbox skips it |
 //! | `consumer_dlq_depth` | `queue` | messages in the queue's DLQ (sampled) |
+//! | `db_pool_connections` | `state` | the service's pooled Postgres connections, `in_use` or `idle` (sampled): all in use while the database answers means something holds them |
 //! | `http_requests_total` | `method`, `route`, `status` | requests answered |
 //! | `http_request_duration_seconds` | `method`, `route` | request latency (histogram) |
 //!
@@ -48,6 +49,11 @@ use prometheus_client::registry::{Registry, Unit};
 
 /// The content type of the OpenMetrics text format.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolStateLabels {
+    pub state: &'static str,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueueLabels {
@@ -125,6 +131,7 @@ pub struct Metrics {
     pub outbox: OutboxMetrics,
     pub consumer: ConsumerMetrics,
     pub http: HttpMetrics,
+    pub db_pool: Family<PoolStateLabels, Gauge>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -251,11 +258,18 @@ impl Metrics {
             Unit::Seconds,
             http.duration.clone(),
         );
+        let db_pool = Family::<PoolStateLabels, Gauge>::default();
+        registry.register(
+            "db_pool_connections",
+            "Pooled database connections by state, in_use or idle (sampled)",
+            db_pool.clone(),
+        );
         Metrics {
             registry,
             outbox,
             consumer,
             http,
+            db_pool,
         }
     }
 

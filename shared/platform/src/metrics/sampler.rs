@@ -1,5 +1,5 @@
-//! The gauges nothing else updates: the outbox backlog and the depth of each
-//! DLQ, sampled every `METRICS_SAMPLE_INTERVAL_MS`.
+//! The gauges nothing else updates: the connection pool, the outbox backlog
+//! and the depth of each DLQ, sampled every `METRICS_SAMPLE_INTERVAL_MS`.
 //!
 //! One task per service, on the runtime's `TaskTracker`, stopped by the
 //! shutdown token like every other loop. A failed sample (database or broker
@@ -12,7 +12,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::{QueueLabels, get};
+use super::{PoolStateLabels, QueueLabels, get};
 use crate::outbox::store;
 use aws_adapter::sqs::queue_url;
 
@@ -59,6 +59,7 @@ impl Sampler {
 
     /// Takes one sample of every gauge; `Err` names what could not be read.
     pub async fn sample_once(&mut self) -> Result<(), String> {
+        self.sample_pool();
         let mut failures = Vec::new();
         if self.outbox
             && let Err(e) = self.sample_outbox().await
@@ -77,6 +78,21 @@ impl Sampler {
         }
     }
 
+    /// Read from the pool itself, so it is known while the database is
+    /// down: the figure that tells a pool waiting for its database from one
+    /// whose connections are all held.
+    fn sample_pool(&self) {
+        let size = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(size);
+        let gauges = &get().db_pool;
+        gauges
+            .get_or_create(&PoolStateLabels { state: "in_use" })
+            .set(i64::from(size.saturating_sub(idle)));
+        gauges
+            .get_or_create(&PoolStateLabels { state: "idle" })
+            .set(i64::from(idle));
+    }
+
     async fn sample_outbox(&self) -> Result<(), sqlx::Error> {
         let mut conn = self.pool.acquire().await?;
         let (backlog, oldest) = store::backlog_and_oldest_age(&mut conn).await?;
@@ -90,7 +106,13 @@ impl Sampler {
     pub async fn run(mut self, shutdown: CancellationToken) {
         loop {
             if let Err(e) = self.sample_once().await {
-                tracing::warn!(error = %e, retry_in = ?self.interval, "cannot sample the metrics");
+                tracing::warn!(
+                    error = %e,
+                    pool_size = self.pool.size(),
+                    pool_idle = self.pool.num_idle(),
+                    retry_in = ?self.interval,
+                    "cannot sample the metrics"
+                );
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
