@@ -18,7 +18,7 @@ use uuid::Uuid;
 struct Fixture {
     _logs: tempfile::TempDir,
     _emulator: Emulator,
-    _cluster: Cluster,
+    cluster: Cluster,
     pool: PgPool,
     sqs: aws_sdk_sqs::Client,
     sns: aws_sdk_sns::Client,
@@ -60,7 +60,7 @@ async fn fixture_on(chain: Chain) -> anyhow::Result<Fixture> {
         sns: aws_sdk_sns::Client::new(&sdk),
         _logs: logs,
         _emulator: emulator,
-        _cluster: cluster,
+        cluster,
         pool,
     })
 }
@@ -200,18 +200,70 @@ async fn the_relay_wakes_on_commit_without_waiting_for_the_poll() -> anyhow::Res
     let shutdown = tokio_util::sync::CancellationToken::new();
     let task = spawn_relay(&f, slow, &shutdown);
     // Let the relay reach its idle wait, then commit.
-    wait::until("the relay to go idle", Duration::from_secs(10), || async {
+    until_listening(&f.pool, "the relay to go idle", Duration::from_secs(10)).await?;
+    let env = cancelled();
+    let mut tx = f.pool.begin().await?;
+    enqueue(&mut tx, &env).await?;
+    tx.commit().await?;
+    let seen = receive_all(&f, 1).await?;
+    assert_eq!(seen.get(&env.id), Some(&1));
+    shutdown.cancel();
+    task.await?;
+    Ok(())
+}
+
+/// Waits until a session LISTENs on `pool`'s database.
+async fn until_listening(pool: &PgPool, what: &str, within: Duration) -> anyhow::Result<()> {
+    wait::until(what, within, || async {
         let listening: i64 =
             sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'")
-                .fetch_one(&f.pool)
+                .fetch_one(pool)
                 .await
                 .map_err(|e| e.to_string())?;
         if listening > 0 {
             Ok(())
         } else {
-            Err("not listening yet".into())
+            Err("no LISTEN session".into())
         }
     })
+    .await?;
+    Ok(())
+}
+
+/// The wake-up survives a database outage longer than the pool waits for a
+/// connection: the relay listens again by itself and a commit made afterwards
+/// leaves at once, with the poll an hour away. The relay once gave up
+/// listening until its next poll when a reconnection failed, and while it
+/// retried it started and threw away a connection on every turn of its loop,
+/// keeping the rest of its pool waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_database_outage_the_relay_listens_again_and_wakes_on_commit() -> anyhow::Result<()>
+{
+    let mut f = fixture().await?;
+    let mut slow = settings();
+    slow.poll_interval = Duration::from_secs(3600);
+    // As the services' pools do, and the chaos experiments' (0.5 s).
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(Duration::from_millis(500))
+        .connect(&f.cluster.admin_url())
+        .await?;
+    let relay = Relay::new(
+        pool,
+        SnsPublisher::new(f.sns.clone(), f.topic_arn.clone(), f.fifo),
+        slow,
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(relay.run(shutdown.clone()));
+    until_listening(&f.pool, "the relay to listen", Duration::from_secs(10)).await?;
+    f.cluster.stop_server().await?;
+    // The outage: several of the relay's acquire timeouts long.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    f.cluster.start_server().await?;
+    until_listening(
+        &f.pool,
+        "the relay to listen again",
+        Duration::from_secs(30),
+    )
     .await?;
     let env = cancelled();
     let mut tx = f.pool.begin().await?;

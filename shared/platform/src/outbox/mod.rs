@@ -12,12 +12,14 @@
 //! - `store`: SQL on the outbox table (enqueue, claim, mark, prune).
 //! - `publisher`: the broker side (SNS topic or EventBridge bus), in batches.
 //! - `relay`: the loop that moves rows from the store to the publisher.
+//! - `wakeup`: the LISTEN session that wakes the relay on each commit.
 
 pub mod limits;
 pub mod pacing;
 pub mod publisher;
 pub mod relay;
 pub mod store;
+pub mod wakeup;
 
 pub use limits::{LimitError, MessageAttributes};
 pub use publisher::{EventBridgePublisher, PublishError, Publisher, SnsPublisher};

@@ -7,8 +7,8 @@
 //! each on a task of its own, so up to `RELAY_MAX_IN_FLIGHT` publish calls
 //! wait on the broker at once: a broker round trip of 20 ms caps one call at
 //! a time to ten events per 20 ms (500/s), N calls to N times that. When the
-//! outbox is drained the loop sleeps until Postgres NOTIFYs a commit or the
-//! fallback poll interval passes; `pacing` decides when to claim (and when to
+//! outbox is drained the loop sleeps until Postgres NOTIFYs a commit (see
+//! `wakeup`) or the fallback poll interval passes; `pacing` decides when to claim (and when to
 //! linger for a fuller batch). While the broker is unreachable it backs off
 //! exponentially with jitter, up to a cap; nothing is lost, the rows wait.
 //!
@@ -38,7 +38,6 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use opentelemetry::trace::TraceContextExt;
-use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
@@ -50,14 +49,12 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use super::pacing::{Next, Pacer};
 use super::publisher::{PublishError, Publisher};
 use super::store::{self, OutboxMessage};
+use super::wakeup::CommitWakeups;
 use crate::config::RelaySettings;
 use crate::failpoints;
 use crate::metrics::{self, DestinationLabels};
 use crate::telemetry::propagation::{self, AttributeCarrier, EnvelopeCarrier};
 use contracts::events::Envelope;
-
-/// The channel the outbox trigger notifies on commit.
-pub const CHANNEL: &str = "outbox";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -289,10 +286,10 @@ impl<P: Publisher> Relay<P> {
     pub async fn run(self, shutdown: CancellationToken) {
         let relay = Arc::new(self);
         let settings = relay.settings.clone();
-        let mut listener = match settings.listen {
-            true => relay.listen().await,
-            false => None,
-        };
+        let stop_listening = shutdown.child_token();
+        let wakeups = settings
+            .listen
+            .then(|| CommitWakeups::spawn(relay.pool.clone(), stop_listening.clone()));
         let mut pacer = Pacer::new(
             settings.max_in_flight,
             settings.batch_size,
@@ -303,7 +300,6 @@ impl<P: Publisher> Relay<P> {
         let mut in_flight: JoinSet<Result<Published, RelayError>> = JoinSet::new();
         let mut backoff = new_backoff();
         let mut last_prune = Instant::now();
-        let mut listener_down_until: Option<Instant> = None;
         while !shutdown.is_cancelled() {
             while let Some(done) = in_flight.try_join_next() {
                 relay.finished(done, &mut pacer, &mut backoff);
@@ -320,27 +316,13 @@ impl<P: Publisher> Relay<P> {
                     Err(e) => relay.failed(&e, false, &mut pacer, &mut backoff),
                 },
                 Next::Wait(until) => {
-                    let listening = listener
-                        .as_mut()
-                        .filter(|_| listener_down_until.is_none_or(|t| Instant::now() >= t));
                     tokio::select! {
                         _ = shutdown.cancelled() => {}
                         Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
                             relay.finished(done, &mut pacer, &mut backoff);
                         }
-                        received = recv(listening) => match received {
-                            Ok(()) => {
-                                pacer.notified();
-                                listener_down_until = None;
-                            }
-                            Err(e) => {
-                                // The listener reconnects on the next recv; meanwhile
-                                // the poll interval keeps the relay going.
-                                tracing::debug!(error = %e, "outbox listener interrupted");
-                                listener_down_until = Some(Instant::now() + settings.poll_interval);
-                            }
-                        },
-                        _ = sleep_until(until.into_iter().chain(listener_down_until).min()) => {}
+                        _ = next_commit(wakeups.as_ref()) => pacer.notified(),
+                        _ = sleep_until(until) => {}
                     }
                 }
             }
@@ -351,6 +333,10 @@ impl<P: Publisher> Relay<P> {
         }
         while let Some(done) = in_flight.join_next().await {
             relay.finished(done, &mut pacer, &mut backoff);
+        }
+        stop_listening.cancel();
+        if let Some(wakeups) = wakeups {
+            wakeups.stopped().await;
         }
         tracing::info!("relay stopped");
     }
@@ -388,23 +374,6 @@ impl<P: Publisher> Relay<P> {
         }
     }
 
-    async fn listen(&self) -> Option<PgListener> {
-        let mut listener = match PgListener::connect_with(&self.pool).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot LISTEN for outbox commits; polling only until restart");
-                return None;
-            }
-        };
-        match listener.listen(CHANNEL).await {
-            Ok(()) => Some(listener),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot LISTEN for outbox commits; polling only until restart");
-                None
-            }
-        }
-    }
-
     async fn prune(&self) {
         let result = async {
             let mut conn = self.pool.acquire().await?;
@@ -419,10 +388,10 @@ impl<P: Publisher> Relay<P> {
     }
 }
 
-/// Waits for a NOTIFY, or forever without a listener.
-async fn recv(listener: Option<&mut PgListener>) -> Result<(), sqlx::Error> {
-    match listener {
-        Some(l) => l.recv().await.map(|_| ()),
+/// Waits for a commit's wake-up, or forever without a listener.
+async fn next_commit(wakeups: Option<&CommitWakeups>) {
+    match wakeups {
+        Some(w) => w.next().await,
         None => std::future::pending().await,
     }
 }
