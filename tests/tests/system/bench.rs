@@ -117,6 +117,19 @@ fn every_figure_is_there(report: &Report) {
         assert!(burst.system_orders_per_sec > 0.0, "{burst:?}");
     }
     assert_eq!(run.rss_peak.len(), 3);
+    let auth = &run.auth;
+    assert_eq!(auth.verifications, bench::auth_cost::VERIFICATIONS);
+    assert!(
+        auth.mean_us > 0.0 && auth.p50_us > 0.0 && auth.p50_us <= auth.p99_us,
+        "{auth:?}"
+    );
+    assert!(
+        run.ratios
+            .iter()
+            .any(|r| r.what.starts_with("verifying a bearer token")),
+        "{:#?}",
+        run.ratios
+    );
     assert_eq!(run.sustained_rates.len(), 1, "one search in the smoke plan");
     assert_eq!(run.sustained_rate, run.sustained_rates[0]);
     // Throughput, two relay hops, end to end, CPU at the sustained and at the

@@ -36,6 +36,7 @@
 //! figure is there and every order completed; the figures are read from the
 //! `bench` command's run (see BENCHMARKS.md).
 
+pub mod auth_cost;
 pub mod ceiling;
 pub mod chart;
 pub mod hops;
@@ -281,6 +282,11 @@ async fn measure(
         })
         .collect();
     let message_bytes = published_sizes(&observer).await?;
+    let auth = auth_cost::measure(auth_cost::VERIFICATIONS).await?;
+    println!(
+        "   verifying a bearer token: mean {:.0} µs, p99 {:.0} µs",
+        auth.mean_us, auth.p99_us
+    );
     let baseline = match own_stack {
         Some(stack) => Some(baseline(stack, &observer, plan, reference_rate).await?),
         None => {
@@ -300,6 +306,7 @@ async fn measure(
         baseline,
         message_bytes,
         rss_peak,
+        auth,
         verdicts: vec![],
         ratios: vec![],
     })

@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use harness::report::{Machine, Table, key_values, write_json};
 use serde::Serialize;
 
+use super::auth_cost::AuthCost;
 use super::ceiling::{CallLatency, EmulatorCeiling, PostgresCeiling, Route};
 use super::hops::{self, HopStats, Percentiles};
 use super::plan::Plan;
@@ -60,6 +61,8 @@ pub struct Run {
     /// Each service's resident high-water mark at the end of the run with
     /// our relay (before the baseline restarts two of them), in bytes.
     pub rss_peak: Vec<(String, u64)>,
+    /// What the verifier spends on one request's token.
+    pub auth: AuthCost,
     pub verdicts: Vec<Verdict>,
     pub ratios: Vec<Ratio>,
 }
@@ -169,6 +172,14 @@ pub fn judge(run: &mut Run, ceilings: &[EmulatorCeiling]) {
             met: p99 <= RELAY_P99_MS && latency(reference, hop).count > 0,
         });
     }
+    let api = latency(reference, hops::ORDER_API);
+    ratios.push(Ratio {
+        what: format!(
+            "verifying a bearer token (mean {:.0} µs) ÷ the order API's p50 ({:.2} ms) at {:.0}/s",
+            run.auth.mean_us, api.p50, reference.offered_rate
+        ),
+        ratio: run.auth.mean_us / 1e3 / api.p50.max(0.001),
+    });
     let e2e = latency(reference, hops::END_TO_END);
     verdicts.push(Verdict {
         target: format!(
@@ -439,6 +450,12 @@ fn run_markdown(md: &mut String, run: &Run) {
         run.sustained_rates.len(),
         spread(&run.sustained_rates),
         run.reference.offered_rate
+    );
+    let auth = &run.auth;
+    let _ = writeln!(
+        md,
+        "Verifying a bearer token (ES256, key set cached, the platform's verifier in the benchmark's process): mean {:.0} µs, p50 {:.0} µs, p99 {:.0} µs over {} verifications.\n",
+        auth.mean_us, auth.p50_us, auth.p99_us, auth.verifications
     );
     let mut targets = Table::new(["target", "observed", "ratio", "met"]).right_aligned(2..3);
     for v in &run.verdicts {
