@@ -433,6 +433,28 @@ fn mb(bytes: u64) -> String {
     format!("{:.1}", bytes as f64 / 1e6)
 }
 
+/// Each target with what was observed, its ratio and whether it was met.
+pub fn targets_table(verdicts: &[Verdict]) -> Table {
+    let mut targets = Table::new(["target", "observed", "ratio", "met"]).right_aligned(2..3);
+    for v in verdicts {
+        targets.row([
+            v.target.clone(),
+            v.observed.clone(),
+            ratio(v.ratio),
+            (if v.met { "yes" } else { "**no**" }).to_string(),
+        ]);
+    }
+    targets
+}
+
+pub fn ratios_table(ratios: &[Ratio]) -> Table {
+    let mut table = Table::new(["figure", "ratio"]).right_aligned(1..);
+    for r in ratios {
+        table.row([r.what.clone(), ratio(r.ratio)]);
+    }
+    table
+}
+
 fn run_markdown(md: &mut String, run: &Run) {
     let _ = writeln!(md, "\n## On {}\n", run.emulator);
     let pg = &run.postgres;
@@ -457,21 +479,8 @@ fn run_markdown(md: &mut String, run: &Run) {
         "Verifying a bearer token (ES256, key set cached, the platform's verifier in the benchmark's process): mean {:.0} µs, p50 {:.0} µs, p99 {:.0} µs over {} verifications.\n",
         auth.mean_us, auth.p50_us, auth.p99_us, auth.verifications
     );
-    let mut targets = Table::new(["target", "observed", "ratio", "met"]).right_aligned(2..3);
-    for v in &run.verdicts {
-        targets.row([
-            v.target.clone(),
-            v.observed.clone(),
-            ratio(v.ratio),
-            (if v.met { "yes" } else { "**no**" }).to_string(),
-        ]);
-    }
-    let _ = write!(md, "### Targets\n\n{targets}");
-    let mut ratios = Table::new(["figure", "ratio"]).right_aligned(1..);
-    for r in &run.ratios {
-        ratios.row([r.what.clone(), ratio(r.ratio)]);
-    }
-    let _ = write!(md, "\n### Ratios\n\n{ratios}");
+    let _ = write!(md, "### Targets\n\n{}", targets_table(&run.verdicts));
+    let _ = write!(md, "\n### Ratios\n\n{}", ratios_table(&run.ratios));
     let mut steps = Table::new([
         "step",
         "offered/s",

@@ -55,7 +55,7 @@ use super::ceiling::{
 };
 use super::hops::{self, Databases, Percentiles, Timeline};
 use super::plan::Plan;
-use super::report::{Ratio, Verdict};
+use super::report::{Ratio, Verdict, ratios_table, targets_table};
 use super::step::{self, Burst, Step, Subject};
 
 /// The bare client through the proxy at one round trip.
@@ -672,20 +672,7 @@ pub fn markdown(md: &mut String, runs: &[RoundTripRun]) {
             ]);
         }
         let _ = write!(md, "\nThe services through the proxy:\n\n{stack}");
-        let mut targets = Table::new(["target", "observed", "ratio", "met"]).right_aligned(2..3);
-        for v in &run.verdicts {
-            targets.row([
-                v.target.clone(),
-                v.observed.clone(),
-                ratio(v.ratio),
-                (if v.met { "yes" } else { "**no**" }).to_string(),
-            ]);
-        }
-        let _ = write!(md, "\nTargets:\n\n{targets}");
-        let mut ratios = Table::new(["figure", "ratio"]).right_aligned(1..);
-        for r in &run.ratios {
-            ratios.row([r.what.clone(), ratio(r.ratio)]);
-        }
-        let _ = write!(md, "\nRatios:\n\n{ratios}");
+        let _ = write!(md, "\nTargets:\n\n{}", targets_table(&run.verdicts));
+        let _ = write!(md, "\nRatios:\n\n{}", ratios_table(&run.ratios));
     }
 }

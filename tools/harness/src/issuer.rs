@@ -407,6 +407,12 @@ async fn token(State(inner): State<Arc<Inner>>, body: String) -> Response {
         )
             .into_response();
     };
+    token_response(&inner, id, &client.scope)
+}
+
+/// An OAuth token response (RFC 6749 §5.1) with a token for `subject` and
+/// `scope`, signed with the current key.
+fn token_response(inner: &Inner, subject: &str, scope: &str) -> Response {
     let key = inner
         .keys
         .read()
@@ -417,12 +423,12 @@ async fn token(State(inner): State<Arc<Inner>>, body: String) -> Response {
         issuer: inner.url.clone(),
         key,
     };
-    match minter.token(id, &client.scope) {
+    match minter.token(subject, scope) {
         Ok(token) => Json(json!({
             "access_token": token,
             "token_type": "Bearer",
             "expires_in": TOKEN_TTL.as_secs(),
-            "scope": client.scope,
+            "scope": scope,
         }))
         .into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
@@ -467,24 +473,5 @@ async fn dev_token(State(inner): State<Arc<Inner>>, body: String) -> Response {
         return problem("subject must not be empty".into());
     }
     let scope = request.scope.unwrap_or_else(|| CUSTOMER_SCOPES.to_string());
-    let key = inner
-        .keys
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .current
-        .clone();
-    let minter = Minter {
-        issuer: inner.url.clone(),
-        key,
-    };
-    match minter.token(&request.subject, &scope) {
-        Ok(token) => Json(json!({
-            "access_token": token,
-            "token_type": "Bearer",
-            "expires_in": TOKEN_TTL.as_secs(),
-            "scope": scope,
-        }))
-        .into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
+    token_response(&inner, &request.subject, &scope)
 }
