@@ -23,6 +23,7 @@ pub mod benchmark;
 pub mod domain;
 pub mod handlers;
 pub mod invoicing;
+pub mod openapi;
 pub mod startup;
 pub mod store;
 pub mod usecases;
