@@ -102,60 +102,72 @@ fn integer_header(description: &str) -> Header {
         .build()
 }
 
+/// One answer of the edge: its status, what it means, and the header it
+/// carries.
+struct EdgeAnswer {
+    status: &'static str,
+    description: &'static str,
+    header: (&'static str, Header),
+}
+
 /// The answers of the edge and of authentication, in front of every route.
-fn edge_answers() -> [(&'static str, &'static str, Option<(&'static str, Header)>); 5] {
+fn edge_answers() -> [EdgeAnswer; 5] {
     let challenge = || {
-        Some((
+        (
             "WWW-Authenticate",
             string_header(
                 "On a refusal of authentication: the RFC 6750 challenge, `Bearer` with `error` and, for a missing scope, `scope`.",
             ),
-        ))
+        )
     };
     let retry = || {
-        Some((
+        (
             "Retry-After",
             integer_header("Seconds to wait before retrying (not sent with `timeout`)."),
-        ))
+        )
     };
     [
-        (
-            "400",
-            "`invalid-authorization`: the `Authorization` header is not `Bearer <token>` (`error=\"invalid_request\"`).",
-            challenge(),
-        ),
-        (
-            "401",
-            "`unauthenticated`: no bearer token; or `invalid-token`: the token failed verification (`error=\"invalid_token\"`).",
-            challenge(),
-        ),
-        (
-            "403",
-            "`insufficient-scope`: the token lacks the operation's scope (`error=\"insufficient_scope\"`).",
-            challenge(),
-        ),
-        (
-            "429",
-            "`rate-limited`: this caller (token subject) exceeded its rate limit.",
-            retry(),
-        ),
-        (
-            "503",
-            "`overloaded`: too many requests in flight; `timeout`: the request took too long and nothing it began was kept; or `issuer-unavailable`: the issuer's keys cannot be fetched.",
-            retry(),
-        ),
+        EdgeAnswer {
+            status: "400",
+            description: "`invalid-authorization`: the `Authorization` header is not `Bearer <token>` (`error=\"invalid_request\"`).",
+            header: challenge(),
+        },
+        EdgeAnswer {
+            status: "401",
+            description: "`unauthenticated`: no bearer token; or `invalid-token`: the token failed verification (`error=\"invalid_token\"`).",
+            header: challenge(),
+        },
+        EdgeAnswer {
+            status: "403",
+            description: "`insufficient-scope`: the token lacks the operation's scope (`error=\"insufficient_scope\"`).",
+            header: challenge(),
+        },
+        EdgeAnswer {
+            status: "429",
+            description: "`rate-limited`: this caller (token subject) exceeded its rate limit.",
+            header: retry(),
+        },
+        EdgeAnswer {
+            status: "503",
+            description: "`overloaded`: too many requests in flight; `timeout`: the request took too long and nothing it began was kept; or `issuer-unavailable`: the issuer's keys cannot be fetched.",
+            header: retry(),
+        },
     ]
 }
 
 fn add_edge_answers(operation: &mut Operation) {
     let responses = &mut operation.responses.responses;
-    for (status, description, header) in edge_answers() {
+    for EdgeAnswer {
+        status,
+        description,
+        header,
+    } in edge_answers()
+    {
         match responses.get_mut(status) {
             Some(RefOr::T(response)) => {
                 response.description = format!("{} Or {description}", response.description);
-                if let Some((name, header)) = header {
-                    response.headers.entry(name.to_string()).or_insert(header);
-                }
+                let (name, header) = header;
+                response.headers.entry(name.to_string()).or_insert(header);
             }
             Some(RefOr::Ref(_)) => {}
             None => {
@@ -168,17 +180,17 @@ fn add_edge_answers(operation: &mut Operation) {
     }
 }
 
-fn problem_response(description: &str, header: Option<(&str, Header)>) -> Response {
-    let mut builder = ResponseBuilder::new().description(description).content(
-        problem::CONTENT_TYPE,
-        Content::new(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
-            Problem::name(),
-        )))),
-    );
-    if let Some((name, header)) = header {
-        builder = builder.header(name, header);
-    }
-    builder.build()
+fn problem_response(description: &str, (name, header): (&str, Header)) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            problem::CONTENT_TYPE,
+            Content::new(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                Problem::name(),
+            )))),
+        )
+        .header(name, header)
+        .build()
 }
 
 /// The document as committed: pretty JSON ending in a newline (maps are
