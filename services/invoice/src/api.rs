@@ -133,6 +133,21 @@ struct ByOrder {
     order_id: Uuid,
 }
 
+/// Read an invoice (support and operations).
+#[utoipa::path(
+    get,
+    path = "/invoices/{id}",
+    tag = "invoices",
+    operation_id = "getInvoice",
+    params(("id" = Uuid, Path, description = "The invoice's id.")),
+    responses(
+        (status = 200, description = "The invoice.", body = Invoice),
+        (status = 404, description = "`not-found`: no such invoice (or the id is not a UUID).", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal-error`: anything unexpected; the cause is logged, never shown.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: the invoice service's database does not answer; try again later.", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["operator"])),
+)]
 async fn get_invoice(
     State(state): State<AppState>,
     principal: Principal,
@@ -143,7 +158,32 @@ async fn get_invoice(
     Ok(Json(usecases::get_invoice(&state.pool, id).await?))
 }
 
-/// Invoices an order now, with the rules and the lock of the event handler.
+/// Invoice an order now (the order service's synchronous mode).
+///
+/// Services never need it: invoices come from `OrderPlaced` events. It runs
+/// the same rules, in the same kind of transaction, as the event handler, so
+/// a retry (or the later event) issues nothing more.
+#[utoipa::path(
+    post,
+    path = "/invoices",
+    tag = "invoices",
+    operation_id = "invoiceOrder",
+    request_body(content = OrderPlaced, content_type = "application/json",
+        description = "The order, as the `OrderPlaced` event (version 2) carries it."),
+    responses(
+        (status = 201, description = "A new invoice was issued for the order.", body = Invoice),
+        (status = 200, description = "The order already had this invoice: nothing was issued.", body = Invoice),
+        (status = 400, description = "`invalid-body`: the body is not valid JSON.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not-found`: the invoice was committed but could not be read back; retrying answers it.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`order-cancelled`: the order was cancelled before it was invoiced; no invoice is issued.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`invalid-body`: the body is too large.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`invalid-body`: the body is not `application/json`.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-body`: the JSON is not an order as `OrderPlaced` carries it; or `cannot-invoice`: the order cannot be invoiced (its `InvoiceIssued` event cannot be written as it is, e.g. too large).", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal-error`: anything unexpected; the cause is logged, never shown.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: the invoice service's database does not answer; try again later.", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["invoices:write"])),
+)]
 #[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty))]
 async fn invoice_order(
     State(state): State<AppState>,
@@ -162,6 +202,21 @@ async fn invoice_order(
     Ok((status, Json(invoice)).into_response())
 }
 
+/// The invoices of an order: none, or its one (support and operations).
+#[utoipa::path(
+    get,
+    path = "/invoices",
+    tag = "invoices",
+    operation_id = "listInvoices",
+    params(("order_id" = Uuid, Query, description = "The order whose invoices to list.")),
+    responses(
+        (status = 200, description = "The order's invoices: none, or its one.", body = Vec<Invoice>),
+        (status = 400, description = "`invalid-query`: the query is not `?order_id=<uuid>`.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal-error`: anything unexpected; the cause is logged, never shown.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: the invoice service's database does not answer; try again later.", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["operator"])),
+)]
 async fn list_invoices(
     State(state): State<AppState>,
     principal: Principal,

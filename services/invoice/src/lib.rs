@@ -12,11 +12,13 @@
 //!   `billing` EventBridge bus).
 //! - `domain`: the invoicing rules (totals in integer minor units).
 //! - `store`: the invoices table, in SQL only.
+//! - `openapi`: the API's OpenAPI description (`docs/openapi/invoice.json`).
 //! - `startup`: settings, and building and running the service on the shared `Application`.
 
 pub mod api;
 pub mod domain;
 pub mod handlers;
+pub mod openapi;
 pub mod startup;
 pub mod store;
 pub mod usecases;

@@ -9,14 +9,20 @@ use uuid::Uuid;
 
 use crate::domain::InvoiceStatus;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// An invoice as the API shows it: one per order, for the order's total.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Invoice {
     pub invoice_id: Uuid,
     pub order_id: Uuid,
     pub customer_id: String,
+    /// The ISO 4217 currency of the order.
+    #[schema(example = "EUR")]
     pub currency: String,
+    /// The invoiced amount, in the currency's minor unit: an integer.
+    #[schema(minimum = 0)]
     pub total_minor: i64,
     #[sqlx(try_from = "String")]
+    #[schema(value_type = InvoiceStatus)]
     pub status: StatusColumn,
     pub issued_at: DateTime<Utc>,
     pub voided_at: Option<DateTime<Utc>>,

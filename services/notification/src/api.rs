@@ -57,6 +57,20 @@ struct ByOrder {
     order_id: Uuid,
 }
 
+/// The notifications sent about an order (support and operations).
+#[utoipa::path(
+    get,
+    path = "/notifications",
+    tag = "notifications",
+    operation_id = "listNotifications",
+    params(("order_id" = Uuid, Query, description = "The order whose notifications to list.")),
+    responses(
+        (status = 200, description = "The order's notifications, one per event.", body = Vec<NotificationView>),
+        (status = 400, description = "`invalid-query`: the query is not `?order_id=<uuid>`.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal-error`: anything unexpected; the cause is logged, never shown.", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["operator"])),
+)]
 async fn list_notifications(
     State(state): State<AppState>,
     principal: Principal,

@@ -9,11 +9,13 @@
 //! - `domain`: what each event tells the customer.
 //! - `sender`: the delivery channel: a log sender by default, or a webhook.
 //! - `store`: the notifications table, in SQL only.
+//! - `openapi`: the API's OpenAPI description (`docs/openapi/notification.json`).
 //! - `startup`: settings, and building and running the service on the shared `Application`.
 
 pub mod api;
 pub mod domain;
 pub mod handlers;
+pub mod openapi;
 pub mod sender;
 pub mod startup;
 pub mod store;

@@ -8,14 +8,24 @@ use uuid::Uuid;
 use crate::domain::Notification;
 
 /// A stored notification as the API shows it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct NotificationView {
     pub notification_id: Uuid,
+    /// The event it tells of: one notification per event.
     pub event_id: Uuid,
+    /// The event's type, such as `OrderPlaced`.
+    #[schema(example = "OrderPlaced")]
     pub event_type: String,
     pub order_id: Uuid,
+    /// What it tells: `order-received`, `order-cancelled`, `invoice-issued`
+    /// or `invoice-voided`.
+    #[schema(example = "order-received")]
     pub kind: String,
+    /// How it was sent: `log` or `webhook`.
+    #[schema(example = "log")]
     pub channel: String,
+    /// Whom it was sent to (`customer:<id>`).
+    #[schema(example = "customer:alice")]
     pub recipient: String,
     pub message: String,
     pub created_at: DateTime<Utc>,

@@ -260,11 +260,15 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKeyHeader {
 
 /// The body of `POST /orders` as a caller sends it: the customer is the
 /// token's, so `customer_id` may be left out.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderBody {
+    /// The token's subject, if given at all: any other customer is refused
+    /// with `403` (`customer-mismatch`).
     #[serde(default)]
     pub customer_id: Option<String>,
+    /// 1 to 100 lines, all in one currency.
+    #[schema(min_items = 1, max_items = 100)]
     pub lines: Vec<LineRequest>,
 }
 
@@ -285,12 +289,55 @@ impl OrderBody {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// The answer to placing or cancelling an order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     pub order_id: Uuid,
     pub status: OrderStatus,
 }
 
+/// Place an order for the caller.
+///
+/// The order and its `OrderPlaced` event are committed together; the answer
+/// is `202` once they are (in the service's synchronous invoicing mode, only
+/// after the invoice service invoiced it). A retry with the same
+/// `Idempotency-Key` and body answers the first order again and emits
+/// nothing.
+#[utoipa::path(
+    post,
+    path = "/orders",
+    tag = "orders",
+    operation_id = "placeOrder",
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "Makes a retry safe: 1 to 255 visible ASCII characters (a UUID is usual), given at most once. The same key with the same body answers the first order again; with another body, `422` (`idempotency-key-reused`). Keys are each customer's own.",
+            nullable = false, min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7E]+$"),
+    ),
+    request_body(content = OrderBody, content_type = "application/json",
+        description = "The order: at most 64 KiB of JSON."),
+    responses(
+        (status = 202, description = "The order was placed (or, with `Idempotent-Replayed: true`, had been placed by an earlier request with the same key and body).",
+            body = Accepted,
+            headers(
+                ("Location" = String, description = "The order's URL: `/orders/{id}`."),
+                ("Idempotent-Replayed" = String, description = "`true` when the answer repeats the one given to an earlier request with the same `Idempotency-Key`; absent otherwise."),
+            )),
+        (status = 400, description = "`invalid-idempotency-key`: the `Idempotency-Key` header is not valid; or `malformed-body`: the body is not valid JSON.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`customer-mismatch`: the body's `customer_id` is not the token's subject; nothing is written.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`body-too-large`: the body exceeds 64 KiB.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported-media-type`: the body is not `application/json`.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation-error`: the order breaks the input rules (every invalid field is listed in `errors`); `invalid-body`: the JSON does not have the expected shape; `idempotency-key-reused`: the key was used with another body; or `event-too-large`: the order is too large to announce.",
+            body = crate::openapi::ValidationProblem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal-error`: anything unexpected; the cause is logged, never shown.", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "`invoice-service-refused`: in the synchronous invoicing mode, the invoice service refused the order; it was not placed.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`invoice-service-unavailable`: in the synchronous invoicing mode, the order could not be invoiced, so it was not placed.",
+            body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying."))),
+    ),
+    security(("bearer" = ["orders:write"])),
+)]
 #[tracing::instrument(skip_all, fields(order_id))]
 async fn place_order(
     State(state): State<AppState>,
@@ -330,6 +377,22 @@ async fn place_order(
         .into_response())
 }
 
+/// Read one of the caller's orders, with its invoice once known.
+///
+/// Another customer's order is answered `404`, exactly as an unknown one.
+#[utoipa::path(
+    get,
+    path = "/orders/{id}",
+    tag = "orders",
+    operation_id = "getOrder",
+    params(("id" = Uuid, Path, description = "The order's id.")),
+    responses(
+        (status = 200, description = "The order.", body = OrderView),
+        (status = 404, description = "`not-found`: no such order of the caller's (or the id is not a UUID).", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal-error`: anything unexpected; the cause is logged, never shown.", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["orders:read"])),
+)]
 #[tracing::instrument(skip_all, fields(order_id = %id))]
 async fn get_order(
     State(state): State<AppState>,
@@ -341,6 +404,24 @@ async fn get_order(
     Ok(Json(usecases::get_order(&state.pool, id, owner).await?))
 }
 
+/// Cancel one of the caller's orders.
+///
+/// Emits `OrderCancelled` once; cancelling a cancelled order answers `202`
+/// again and emits nothing. Another customer's order is answered `404`.
+#[utoipa::path(
+    post,
+    path = "/orders/{id}/cancel",
+    tag = "orders",
+    operation_id = "cancelOrder",
+    params(("id" = Uuid, Path, description = "The order's id.")),
+    responses(
+        (status = 202, description = "The order is cancelled.", body = Accepted),
+        (status = 404, description = "`not-found`: no such order of the caller's (or the id is not a UUID).", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`event-too-large`: the order is too large to announce.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal-error`: anything unexpected; the cause is logged, never shown.", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["orders:write"])),
+)]
 #[tracing::instrument(skip_all, fields(order_id = %id))]
 async fn cancel_order(
     State(state): State<AppState>,

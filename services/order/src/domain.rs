@@ -15,7 +15,7 @@ pub const MAX_QUANTITY: u32 = 1000;
 const MAX_ID_LEN: usize = 64;
 
 /// One invalid field, named by its path in the request (`lines[2].quantity`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub problem: String,
@@ -38,12 +38,22 @@ pub struct PlaceOrderRequest {
     pub lines: Vec<LineRequest>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// One line of an order as a client sends it; the rules are checked when
+/// it is parsed (a `422` names every field that breaks them).
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LineRequest {
+    /// The product: 1 to 64 letters, digits, `-`, `_`, `.`, `:` or `@`.
+    #[schema(min_length = 1, max_length = 64, example = "BOOK-42")]
     pub sku: String,
+    #[schema(minimum = 1, maximum = 1000, example = 2)]
     pub quantity: i64,
+    /// The price of one unit in the currency's minor unit (cents for EUR),
+    /// as an integer: never a float.
+    #[schema(minimum = 0, example = 1999)]
     pub unit_price_minor: i64,
+    /// An ISO 4217 currency code; every line of an order has the same one.
+    #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]
     pub currency: String,
 }
 
@@ -185,7 +195,8 @@ impl TryFrom<PlaceOrderRequest> for NewOrder {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Where an order is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
     Placed,

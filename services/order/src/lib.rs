@@ -14,6 +14,7 @@
 //! - `invoicing`: the default asynchronous invoicing, and the synchronous call
 //!   to the invoice service kept as the anti-pattern to measure; the
 //!   `place_order` use case picks.
+//! - `openapi`: the API's OpenAPI description (`docs/openapi/order.json`).
 //! - `startup`: settings, and building and running the service on the shared `Application`.
 //! - `benchmark`: the documented entry the benchmark measures the order
 //!   transaction through.
@@ -23,6 +24,7 @@ pub mod benchmark;
 pub mod domain;
 pub mod handlers;
 pub mod invoicing;
+pub mod openapi;
 pub mod startup;
 pub mod store;
 pub mod usecases;

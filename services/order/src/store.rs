@@ -21,23 +21,33 @@ pub enum StoreError {
 }
 
 /// An order as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OrderView {
     pub order_id: Uuid,
+    /// The customer: the subject of the token that placed it.
     pub customer_id: String,
     pub status: OrderStatus,
+    /// The ISO 4217 currency of every line and of the total.
+    #[schema(example = "EUR")]
     pub currency: String,
+    /// What the order costs, in the currency's minor unit: an integer.
+    #[schema(minimum = 0)]
     pub total_minor: i64,
     pub lines: Vec<OrderLine>,
+    /// The order's invoice, once the invoice service has issued it.
     pub invoice: Option<InvoiceSummary>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The invoice of an order, as the order service learnt it from events.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InvoiceSummary {
     pub invoice_id: Uuid,
+    /// The invoiced amount, in the currency's minor unit: an integer.
+    #[schema(minimum = 0)]
     pub total_minor: i64,
+    /// `true` once the invoice was voided (the order was cancelled).
     pub voided: bool,
 }
 

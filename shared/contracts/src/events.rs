@@ -304,7 +304,7 @@ pub trait Payload: Serialize + DeserializeOwned + JsonSchema {
 /// consumer summed the lines itself; the total now travels with the order, so
 /// that the order service alone decides what an order costs. Consumers still
 /// accept version 1 and give it the total of its lines.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 pub struct OrderPlaced {
     pub order_id: Uuid,
     pub customer_id: String,
@@ -322,10 +322,11 @@ impl Payload for OrderPlaced {
 }
 
 /// One line of an order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 pub struct OrderLine {
     pub sku: String,
     #[schemars(range(min = 1))]
+    #[schema(minimum = 1)]
     pub quantity: u32,
     /// The price of one unit, in the order's currency.
     pub unit_price_minor: MinorUnits,

@@ -140,6 +140,48 @@ impl JsonSchema for MinorUnits {
     }
 }
 
+/// The same description for the services' OpenAPI documents (`utoipa`).
+impl utoipa::PartialSchema for Currency {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "An active ISO 4217 currency code: three upper-case letters, such as EUR.",
+            ))
+            .pattern(Some("^[A-Z]{3}$"))
+            .examples(["EUR"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Currency {
+    fn name() -> Cow<'static, str> {
+        "Currency".into()
+    }
+}
+
+/// The same description for the services' OpenAPI documents (`utoipa`).
+impl utoipa::PartialSchema for MinorUnits {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, SchemaFormat, Type};
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .description(Some(
+                "A non-negative amount in the currency's minor unit (cents for EUR), as an integer: never a float.",
+            ))
+            .minimum(Some(0))
+            .maximum(Some(i64::MAX))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for MinorUnits {
+    fn name() -> Cow<'static, str> {
+        "MinorUnits".into()
+    }
+}
+
 impl fmt::Display for MinorUnits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)

@@ -7,6 +7,8 @@
 //! - `failpoints`: the named crash windows the tests arm (compiled in only
 //!   with the `failpoints` feature).
 //! - `app`: the runtime that wires these together for one service.
+//! - `openapi`: what the services' OpenAPI documents share (the bearer
+//!   scheme, problem+json, the edge's answers) and their drift check.
 //!
 //! What travels between the services (events, money, the topology) is the
 //! `contracts` crate's; a service crate keeps only its own domain, use cases,
@@ -23,6 +25,7 @@ pub mod failpoints;
 pub mod health;
 pub mod inbox;
 pub mod metrics;
+pub mod openapi;
 pub mod outbox;
 pub mod problem;
 pub mod shutdown;

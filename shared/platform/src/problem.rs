@@ -10,14 +10,27 @@ use serde::Serialize;
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
-#[derive(Debug, Clone, Serialize)]
+/// An RFC 9457 problem details object (`application/problem+json`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "/problems/not-found",
+    "title": "No such order",
+    "status": 404,
+    "detail": "order 0192f0c4-8d4e-7b1a-9c8e-3f2a1b0c9d8e does not exist"
+}))]
 pub struct Problem {
     /// A URI naming the kind of problem; relative, resolved against the service.
     #[serde(rename = "type")]
+    #[schema(example = "/problems/not-found")]
     pub type_uri: String,
+    /// A short, human-readable summary of the kind of problem.
     pub title: String,
+    /// The HTTP status code of the answer.
+    #[schema(minimum = 100, maximum = 599)]
     pub status: u16,
+    /// What went wrong in this occurrence; never internal error text.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub detail: Option<String>,
     /// Extension members, such as the list of invalid fields.
     #[serde(flatten, skip_serializing_if = "serde_json::Map::is_empty")]

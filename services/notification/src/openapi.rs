@@ -1,0 +1,108 @@
+//! The notification API's OpenAPI 3.1 description, generated from the
+//! handler (`#[utoipa::path]` in `crate::api`) and the types it answers.
+//!
+//! It exists so that a client can be generated from a document that cannot
+//! drift from the code: it is committed as `docs/openapi/notification.json`,
+//! and the test below fails when the two differ (`UPDATE_OPENAPI=1 cargo test
+//! -p notification --lib openapi` rewrites the file). The bearer scheme and
+//! the answers of the edge in front of every route are `platform::openapi`'s.
+//! Nothing serves the document at run time.
+
+use platform::openapi::Edge;
+use platform::problem::Problem;
+use utoipa::OpenApi;
+
+/// Where the document is committed, from the workspace root.
+pub const FILE: &str = "docs/openapi/notification.json";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Notification service API",
+        description = "Shows the notifications the service sent customers about their orders (one per event) to support and operations (scope `operator`). Every error is an RFC 9457 `application/problem+json` answer whose `type` names its kind (`/problems/<kind>`).",
+    ),
+    servers((url = "http://localhost:8083", description = "The local stack (see the README).")),
+    paths(crate::api::list_notifications),
+    components(schemas(Problem)),
+    modifiers(&Edge),
+    tags((name = "notifications", description = "What customers were told about their orders.")),
+)]
+pub struct ApiDoc;
+
+/// The document as committed.
+pub fn render() -> String {
+    platform::openapi::render(&ApiDoc::openapi())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use axum::body::Body;
+    use axum::http::{Method, Request, StatusCode};
+    use platform::auth::scopes;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::api::{AppState, router};
+
+    /// Every route `crate::api::router` serves, with the scope it checks.
+    const ROUTES: [(&str, &str, &str); 1] = [("GET", "/notifications", scopes::OPERATOR)];
+
+    #[test]
+    fn openapi_document_is_committed_and_current() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(FILE);
+        if let Err(drift) = platform::openapi::check_committed(
+            &render(),
+            &file,
+            "cargo test -p notification --lib openapi",
+        ) {
+            panic!("{drift}");
+        }
+    }
+
+    #[test]
+    fn openapi_describes_every_route_with_its_scope_and_problems() {
+        let document: serde_json::Value =
+            serde_json::from_str(&render()).expect("the document is JSON");
+        assert_eq!(document["openapi"], "3.1.0");
+        let failures = platform::openapi::check_document(&document, &ROUTES);
+        assert!(failures.is_empty(), "{failures:#?}");
+    }
+
+    /// The router serves each documented operation (no principal: `401`, not
+    /// `404`) and no other method on its paths (`405`).
+    #[tokio::test]
+    async fn openapi_routes_are_the_routers() {
+        let pool = sqlx::PgPool::connect_lazy("postgres://localhost/unused").expect("lazy pool");
+        let app = router(AppState { pool });
+        let methods = [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ];
+        for (_, path, _) in ROUTES {
+            for method in &methods {
+                let documented = ROUTES
+                    .iter()
+                    .any(|(m, p, _)| *p == path && *m == method.as_str());
+                let request = Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .body(Body::empty())
+                    .expect("request");
+                let status = app.clone().oneshot(request).await.expect("answer").status();
+                let expected = if documented {
+                    StatusCode::UNAUTHORIZED
+                } else {
+                    StatusCode::METHOD_NOT_ALLOWED
+                };
+                assert_eq!(status, expected, "{method} {path}");
+            }
+        }
+    }
+}
