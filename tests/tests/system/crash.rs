@@ -62,9 +62,9 @@ async fn crash_and_restart(stack: &mut Stack, service: Service) -> anyhow::Resul
 
 /// Places an order whose relay may kill the service before the `202` is
 /// written (the relay wakes on the commit): the order then is found by its
-/// customer in the database, where it committed.
-async fn place_as(stack: &Stack, customer: &str) -> anyhow::Result<Uuid> {
-    let client = Client::for_stack(stack);
+/// customer in the database, where it committed, and `client` learns whose
+/// token reads it.
+async fn place_as(stack: &Stack, client: &Client, customer: &str) -> anyhow::Result<Uuid> {
     if let Ok(id) = client
         .place(&order_body(customer, &[("SKU-1", 1, 500)]))
         .await
@@ -72,13 +72,15 @@ async fn place_as(stack: &Stack, customer: &str) -> anyhow::Result<Uuid> {
         return Ok(id);
     }
     let order_db = db(stack, Service::Order).await?;
-    sqlx::query_scalar("SELECT id FROM orders WHERE customer_id = $1")
+    let id = sqlx::query_scalar("SELECT id FROM orders WHERE customer_id = $1")
         .bind(customer)
         .fetch_optional(&order_db)
         .await?
         .ok_or_else(|| {
             anyhow::anyhow!("the order of {customer} was neither answered nor committed")
-        })
+        })?;
+    client.placed_by(id, customer);
+    Ok(id)
 }
 
 async fn db(stack: &Stack, service: Service) -> anyhow::Result<sqlx::PgPool> {
@@ -161,7 +163,7 @@ async fn a_crash_between_commit_and_publish_loses_nothing() -> anyhow::Result<()
     .await?;
     let result = async {
         let client = Client::for_stack(&stack);
-        let id = place_as(&stack, "ann").await?;
+        let id = place_as(&stack, &client, "ann").await?;
         let order_db = db(&stack, Service::Order).await?;
         // The order committed with its event; the relay claimed it and died.
         wait_for_crash(&mut stack, Service::Order).await?;
@@ -204,7 +206,7 @@ async fn a_crash_between_publish_and_marking_publishes_again_and_the_inbox_absor
     .await?;
     let result = async {
         let client = Client::for_stack(&stack);
-        let id = place_as(&stack, "ben").await?;
+        let id = place_as(&stack, &client, "ben").await?;
         let order_db = db(&stack, Service::Order).await?;
         crash_and_restart(&mut stack, Service::Order).await?;
         wait_until_complete(&client, id).await?;
@@ -313,11 +315,12 @@ async fn a_handler_slower_than_the_visibility_timeout_runs_once() -> anyhow::Res
 }
 
 /// Places `count` orders at once; returns the ids of those that committed,
-/// whether or not the crash let the service answer.
-async fn place_at_once(stack: &Stack, count: usize) -> anyhow::Result<Vec<Uuid>> {
+/// whether or not the crash let the service answer, and `client` learns
+/// whose token reads each.
+async fn place_at_once(stack: &Stack, client: &Client, count: usize) -> anyhow::Result<Vec<Uuid>> {
     let mut placing = tokio::task::JoinSet::new();
     for i in 0..count {
-        let client = Client::for_stack(stack);
+        let client = client.clone();
         placing.spawn(async move {
             client
                 .place(&order_body(&format!("many-{i}"), &[("SKU-5", 1, 250)]))
@@ -328,11 +331,14 @@ async fn place_at_once(stack: &Stack, count: usize) -> anyhow::Result<Vec<Uuid>>
     // An order cut off by the crash before its commit was never promised
     // (its client got an error), so the database says which were placed.
     let order_db = db(stack, Service::Order).await?;
-    Ok(
-        sqlx::query_scalar("SELECT id FROM orders WHERE customer_id LIKE 'many-%'")
+    let placed: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT id, customer_id FROM orders WHERE customer_id LIKE 'many-%'")
             .fetch_all(&order_db)
-            .await?,
-    )
+            .await?;
+    for (id, customer) in &placed {
+        client.placed_by(*id, customer);
+    }
+    Ok(placed.into_iter().map(|(id, _)| id).collect())
 }
 
 /// Several batches in flight when the relay dies at `point`: the first three
@@ -351,7 +357,7 @@ async fn crash_with_batches_in_flight(name: &str, point: &str) -> anyhow::Result
     .await?;
     let result = async {
         let client = Client::for_stack(&stack);
-        let placed = place_at_once(&stack, 8).await?;
+        let placed = place_at_once(&stack, &client, 8).await?;
         anyhow::ensure!(placed.len() >= 4, "only {} orders committed", placed.len());
         crash_and_restart(&mut stack, Service::Order).await?;
         let order_db = db(&stack, Service::Order).await?;

@@ -83,6 +83,15 @@ impl Client {
             .unwrap_or_else(|| DEFAULT_CUSTOMER.to_string())
     }
 
+    /// Records that `customer` placed `id`: an order this client did not see
+    /// accepted (its answer was lost with a crashed service) and that a test
+    /// found in the database.
+    pub fn placed_by(&self, id: Uuid, customer: &str) {
+        if let Ok(mut owners) = self.owners.lock() {
+            owners.insert(id, customer.to_string());
+        }
+    }
+
     fn customer_token(&self, customer: &str) -> anyhow::Result<String> {
         self.minter.customer_token(customer)
     }
@@ -105,9 +114,8 @@ impl Client {
         if let Some(id) = answer.body["order_id"]
             .as_str()
             .and_then(|s| s.parse::<Uuid>().ok())
-            && let Ok(mut owners) = self.owners.lock()
         {
-            owners.insert(id, customer);
+            self.placed_by(id, &customer);
         }
         Ok(answer)
     }
