@@ -3,6 +3,8 @@
 //! Starts the emulator (MiniStack by default), Postgres (an ephemeral cluster, or `--postgres-url`), the
 //! topology and the three services, places sample orders, prints each order's
 //! journey (order → invoice → notification), then keeps running until Ctrl-C.
+//! `OTEL_*` (but the service name), `RUST_LOG` and `LOG_FORMAT` set for the
+//! demo are handed on to the services it starts.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -63,7 +65,9 @@ async fn main() -> anyhow::Result<()> {
             ("notification", args.notification_port),
         ])),
         database_prefix: "demo_".into(),
-        service_env: vec![],
+        // A trace backend, a log level or format set for the demo reaches
+        // the services too.
+        service_env: harness::stack::forwarded_env(std::env::vars()),
         orders_chain: args.orders_chain,
         env_for: BTreeMap::new(),
         log_dir: args.log_dir.clone(),

@@ -91,6 +91,21 @@ impl StackOptions {
     }
 }
 
+/// The variables of the caller's environment that the services it starts
+/// should see too (they start with a cleared one): the OpenTelemetry SDK's
+/// `OTEL_*`, so a trace backend set for the demo receives the services'
+/// spans, `RUST_LOG` and `LOG_FORMAT`. `OTEL_SERVICE_NAME` stays behind: each
+/// service names itself, and one name for all three would merge them.
+pub fn forwarded_env(vars: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String)> {
+    vars.into_iter()
+        .filter(|(key, _)| {
+            (key.starts_with("OTEL_") && key != "OTEL_SERVICE_NAME")
+                || key == "RUST_LOG"
+                || key == "LOG_FORMAT"
+        })
+        .collect()
+}
+
 /// One service process and how to start it again.
 pub struct ServiceProcess {
     pub service: Service,
@@ -657,5 +672,35 @@ impl Stack {
             cluster.stop_server().await?;
         }
         Ok(statuses)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forwarded_env;
+
+    #[test]
+    fn the_exporter_and_log_settings_are_forwarded_and_nothing_else() {
+        let vars = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+            ("OTEL_TRACES_SAMPLER", "always_on"),
+            ("OTEL_SERVICE_NAME", "demo"),
+            ("RUST_LOG", "debug"),
+            ("LOG_FORMAT", "json"),
+            ("DATABASE_URL", "postgres://elsewhere"),
+            ("AWS_SECRET_ACCESS_KEY", "not-for-the-services"),
+            ("XOTEL_EXPORTER", "no"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let forwarded: Vec<String> = forwarded_env(vars).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            forwarded,
+            [
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "OTEL_TRACES_SAMPLER",
+                "RUST_LOG",
+                "LOG_FORMAT"
+            ]
+        );
     }
 }
