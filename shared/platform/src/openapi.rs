@@ -278,6 +278,55 @@ pub fn check_document(
     failures
 }
 
+/// The router's side of the same routes: each documented operation is
+/// served (asked without a token it answers `401`, not `404`) and no other
+/// method on a documented path (`405`). `{id}` in a path is asked as a nil
+/// UUID. Returns every failure found.
+pub async fn check_router(router: axum::Router, expected: &[(&str, &str, &str)]) -> Vec<String> {
+    use axum::http::{Method, Request, StatusCode};
+    use tower::ServiceExt;
+
+    let mut failures = Vec::new();
+    let methods = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+    ];
+    for (_, path, _) in expected {
+        let uri = path.replace("{id}", "00000000-0000-0000-0000-000000000000");
+        for method in &methods {
+            let documented = expected
+                .iter()
+                .any(|(m, p, _)| p == path && *m == method.as_str());
+            let want = if documented {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::METHOD_NOT_ALLOWED
+            };
+            let request = Request::builder()
+                .method(method)
+                .uri(&uri)
+                .body(axum::body::Body::empty());
+            let got = match request {
+                Ok(request) => match router.clone().oneshot(request).await {
+                    Ok(response) => response.status(),
+                    Err(e) => match e {},
+                },
+                Err(e) => {
+                    failures.push(format!("{method} {uri}: {e}"));
+                    continue;
+                }
+            };
+            if got != want {
+                failures.push(format!("{method} {path} answers {got}, expected {want}"));
+            }
+        }
+    }
+    failures
+}
+
 /// Every operation of a rendered document as `METHOD /path`, sorted.
 pub fn operations(document: &serde_json::Value) -> Vec<String> {
     let mut found = Vec::new();
@@ -317,4 +366,45 @@ pub fn required_scopes(
             .filter_map(|s| s.as_str().map(str::to_string))
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+
+    use super::check_router;
+
+    /// Stands for a route behind the authentication layer: no token, `401`.
+    fn router() -> Router {
+        Router::new().route("/things/{id}", get(|| async { StatusCode::UNAUTHORIZED }))
+    }
+
+    #[tokio::test]
+    async fn the_router_check_passes_on_the_served_routes_and_names_every_other() {
+        assert!(
+            check_router(router(), &[("GET", "/things/{id}", "s")])
+                .await
+                .is_empty()
+        );
+        let failures = check_router(router(), &[("POST", "/things/{id}", "s")]).await;
+        assert_eq!(
+            failures,
+            [
+                "GET /things/{id} answers 401 Unauthorized, expected 405 Method Not Allowed",
+                "POST /things/{id} answers 405 Method Not Allowed, expected 401 Unauthorized",
+            ]
+        );
+        let failures = check_router(router(), &[("GET", "/nothing", "s")]).await;
+        assert_eq!(
+            failures[0],
+            "GET /nothing answers 404 Not Found, expected 401 Unauthorized"
+        );
+        assert_eq!(
+            failures.len(),
+            5,
+            "every method of an unserved path: {failures:?}"
+        );
+    }
 }
