@@ -415,9 +415,19 @@ fn per_emulator(md: &mut String, report: &Report) {
     let _ = write!(md, "\n## Per emulator\n\n{table}");
 }
 
-/// Two decimals, or three significant digits for a small ratio.
+/// `num ÷ denom`, or NaN (printed `–`, written `null`) when there is no
+/// denominator: a ceiling that completed nothing in its bound gives no
+/// ratio, not a huge one.
+pub fn share(num: f64, denom: f64) -> f64 {
+    if denom > 0.0 { num / denom } else { f64::NAN }
+}
+
+/// Two decimals, or three significant digits for a small ratio; `–` when
+/// there is none (see [`share`]).
 pub fn ratio(r: f64) -> String {
-    if r != 0.0 && r.abs() < 0.1 {
+    if !r.is_finite() {
+        "–".into()
+    } else if r != 0.0 && r.abs() < 0.1 {
         format!("{r:.3}")
     } else {
         format!("{r:.2}")
@@ -600,4 +610,17 @@ fn hops_table(hops: &[HopStats]) -> Table {
         );
     }
     table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ratio, share};
+
+    #[test]
+    fn a_ratio_without_a_denominator_is_a_dash_not_a_huge_number() {
+        assert_eq!(ratio(share(188.0, 0.0)), "–");
+        assert_eq!(ratio(share(1.0, 4.0)), "0.25");
+        assert_eq!(ratio(share(1.0, 40.0)), "0.025");
+        assert_eq!(ratio(share(0.0, 4.0)), "0.00");
+    }
 }

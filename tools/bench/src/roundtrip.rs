@@ -55,7 +55,7 @@ use super::ceiling::{
 };
 use super::hops::{self, Databases, Percentiles, Timeline};
 use super::plan::Plan;
-use super::report::{Ratio, Verdict, ratios_table, targets_table};
+use super::report::{Ratio, Verdict, ratios_table, share, targets_table};
 use super::step::{self, Burst, Step, Subject};
 
 /// The bare client through the proxy at one round trip.
@@ -464,7 +464,7 @@ pub fn judge(runs: &mut [RoundTripRun]) {
             let limit = r.relay_limit();
             let ceiling = bare.publish.events_per_sec;
             let bound = limit.min(ceiling);
-            let ratio = relay / bound.max(1e-9);
+            let ratio = share(relay, bound);
             verdicts.push(Verdict {
                 target: format!(
                     "{at}: ≥ {RELAY_SHARE} of its round-trip limit ({} × {} / {:.0} ms), or of the emulator's publish ceiling when lower",
@@ -479,11 +479,11 @@ pub fn judge(runs: &mut [RoundTripRun]) {
             });
             ratios.push(Ratio {
                 what: format!("{at}: relay ÷ round-trip limit"),
-                ratio: relay / limit.max(1e-9),
+                ratio: share(relay, limit),
             });
             ratios.push(Ratio {
                 what: format!("{at}: relay ÷ emulator publish ceiling through the proxy"),
-                ratio: relay / ceiling.max(1e-9),
+                ratio: share(relay, ceiling),
             });
             let consumer = r.consumers.invoice_events_per_sec;
             ratios.push(Ratio {
@@ -491,17 +491,17 @@ pub fn judge(runs: &mut [RoundTripRun]) {
                     "{at}: invoice consumer ÷ its round-trip limit ({} × 10 / {:.0} ms)",
                     r.consumer_concurrency, r.rtt_ms
                 ),
-                ratio: consumer / r.consumer_limit().max(1e-9),
+                ratio: share(consumer, r.consumer_limit()),
             });
             ratios.push(Ratio {
                 what: format!(
                     "{at}: invoice consumer ÷ emulator receive ceiling through the proxy"
                 ),
-                ratio: consumer / bare.receive.messages_per_sec.max(1e-9),
+                ratio: share(consumer, bare.receive.messages_per_sec),
             });
             ratios.push(Ratio {
                 what: format!("{at}: system burst ÷ bare flow ceiling through the proxy"),
-                ratio: r.burst.system_orders_per_sec / bare.flow.orders_per_sec.max(1e-9),
+                ratio: share(r.burst.system_orders_per_sec, bare.flow.orders_per_sec),
             });
             if r.relay != "configured" {
                 continue;
@@ -525,15 +525,22 @@ pub fn judge(runs: &mut [RoundTripRun]) {
                 met: cpu <= CPU_MS_PER_ORDER,
             });
             let (ours, theirs) = (e2e(&r.step), bare.flow_at_rate.latency);
-            let ratio = ours.p99 / theirs.p99.max(1e-9);
+            let ratio = share(ours.p99, theirs.p99);
             verdicts.push(Verdict {
                 target: format!(
                     "{at}: end-to-end p99 ≤ {E2E_OVER_BARE}× the bare client's flow p99 at the same rate"
                 ),
-                observed: format!(
-                    "{:.0} ms against {:.0} ms at {:.0}/s",
-                    ours.p99, theirs.p99, r.step.offered_rate
-                ),
+                observed: if theirs.count == 0 {
+                    format!(
+                        "{:.0} ms; the bare client completed none of its orders at {:.0}/s within its bound, so there is no p99 to compare with",
+                        ours.p99, r.step.offered_rate
+                    )
+                } else {
+                    format!(
+                        "{:.0} ms against {:.0} ms at {:.0}/s",
+                        ours.p99, theirs.p99, r.step.offered_rate
+                    )
+                },
                 ratio: ratio / E2E_OVER_BARE,
                 met: ratio <= E2E_OVER_BARE && ours.count > 0 && theirs.count > 0,
             });
@@ -549,8 +556,10 @@ pub fn judge(runs: &mut [RoundTripRun]) {
                         "configured ÷ single-flight relay drain at {:.0} ms",
                         r.rtt_ms
                     ),
-                    ratio: r.burst.relay_events_per_sec
-                        / single.burst.relay_events_per_sec.max(1e-9),
+                    ratio: share(
+                        r.burst.relay_events_per_sec,
+                        single.burst.relay_events_per_sec,
+                    ),
                 });
             }
         }
@@ -653,14 +662,17 @@ pub fn markdown(md: &mut String, runs: &[RoundTripRun]) {
                 format!("{:.0}", r.burst.relay_events_per_sec),
                 ratio(r.burst.relay_events_per_sec / r.relay_limit()),
                 bare.map_or("–".into(), |b| {
-                    ratio(r.burst.relay_events_per_sec / b.publish.events_per_sec.max(1e-9))
+                    ratio(share(
+                        r.burst.relay_events_per_sec,
+                        b.publish.events_per_sec,
+                    ))
                 }),
                 format!("{:.0}", r.consumers.invoice_events_per_sec),
                 ratio(r.consumers.invoice_events_per_sec / r.consumer_limit()),
                 format!("{:.0}", r.burst.system_orders_per_sec),
                 format!("{:.0} / {:.0}", e2e.p50, e2e.p99),
                 bare.map_or("–".into(), |b| {
-                    ratio(e2e.p99 / b.flow_at_rate.latency.p99.max(1e-9))
+                    ratio(share(e2e.p99, b.flow_at_rate.latency.p99))
                 }),
                 format!("{:.2}", r.step.services_cpu_ms_per_order()),
                 format!("{:.2}", r.connections_per_order),
