@@ -76,7 +76,7 @@ pub async fn issue_invoice(
 ) -> Result<Issued, InvoicingError> {
     store::lock_order(conn, placed.order_id).await?;
     if store::was_cancelled(conn, placed.order_id).await? {
-        tracing::info!("order was cancelled before it was invoiced; no invoice issued");
+        tracing::debug!("order was cancelled before it was invoiced; no invoice issued");
         return Ok(Issued::Cancelled);
     }
     let total = placed.total_minor;
@@ -91,7 +91,7 @@ pub async fn issue_invoice(
     )
     .await?;
     if !inserted {
-        tracing::info!("order already has an invoice");
+        tracing::debug!("order already has an invoice");
         return Ok(Issued::AlreadyInvoiced);
     }
     let event = Event::InvoiceIssued(InvoiceIssued {
@@ -102,7 +102,7 @@ pub async fn issue_invoice(
         currency: placed.currency,
     });
     emit(conn, &event, correlation_id).await?;
-    tracing::info!(%invoice_id, total_minor = total.value(), "invoice issued");
+    tracing::debug!(%invoice_id, total_minor = total.value(), "invoice issued");
     Ok(Issued::New(invoice_id))
 }
 
@@ -129,11 +129,11 @@ pub async fn void_invoice(
     match store::for_order_locked(conn, cancelled.order_id).await? {
         None => {
             store::record_cancellation(conn, cancelled.order_id).await?;
-            tracing::info!("cancellation recorded before any invoice");
+            tracing::debug!("cancellation recorded before any invoice");
             Ok(Voided::BeforeInvoice)
         }
         Some(invoice) if invoice.status.0 == InvoiceStatus::Voided => {
-            tracing::info!(invoice_id = %invoice.invoice_id, "invoice already voided");
+            tracing::debug!(invoice_id = %invoice.invoice_id, "invoice already voided");
             Ok(Voided::AlreadyVoided(invoice.invoice_id))
         }
         Some(invoice) => {
@@ -144,7 +144,7 @@ pub async fn void_invoice(
                 customer_id: cancelled.customer_id.clone(),
             });
             emit(conn, &event, correlation_id).await?;
-            tracing::info!(invoice_id = %invoice.invoice_id, "invoice voided");
+            tracing::debug!(invoice_id = %invoice.invoice_id, "invoice voided");
             Ok(Voided::Voided(invoice.invoice_id))
         }
     }

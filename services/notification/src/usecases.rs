@@ -51,7 +51,7 @@ pub async fn notify<S: Sender>(
 ) -> Result<Notified, NotifyError> {
     let notification = Notification::for_event(event);
     if !store::record_sent(conn, &notification, sender.channel()).await? {
-        tracing::info!("a notification for this event exists already");
+        tracing::debug!("a notification for this event exists already");
         return Ok(Notified::AlreadyNotified);
     }
     sender.send(&notification).await?;

@@ -74,8 +74,8 @@ pub fn router(state: AppState) -> Router {
 pub enum ApiError {
     #[error(transparent)]
     Auth(#[from] AuthError),
-    #[error("the body names customer {body}, the token {token}")]
-    CustomerMismatch { body: String, token: String },
+    #[error("the body names customer {body}, the token {token_subject}")]
+    CustomerMismatch { body: String, token_subject: String },
     #[error("invalid order")]
     Validation(Vec<FieldError>),
     #[error("bad request body: {0}")]
@@ -96,8 +96,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
             ApiError::Auth(e) => e.into_response(),
-            ApiError::CustomerMismatch { body, token } => {
-                tracing::info!(%body, %token, "an order for another customer was refused");
+            ApiError::CustomerMismatch {
+                body,
+                token_subject,
+            } => {
+                tracing::info!(%body, %token_subject, "an order for another customer was refused");
                 Problem::new(
                     StatusCode::FORBIDDEN,
                     "customer-mismatch",
@@ -279,7 +282,7 @@ impl OrderBody {
         match self.customer_id {
             Some(body) if body != principal.subject => Err(ApiError::CustomerMismatch {
                 body,
-                token: principal.subject.clone(),
+                token_subject: principal.subject.clone(),
             }),
             _ => Ok(PlaceOrderRequest {
                 customer_id: principal.subject.clone(),
@@ -359,10 +362,10 @@ async fn place_order(
     }
     match placed {
         Placed::New(_) => {
-            tracing::info!(total_minor = order.total.value(), currency = %order.currency, "order placed")
+            tracing::debug!(total_minor = order.total.value(), currency = %order.currency, "order placed")
         }
         Placed::Replayed(_) => {
-            tracing::info!("idempotent retry answered with the order placed before");
+            tracing::debug!("idempotent retry answered with the order placed before");
             headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
         }
     }
@@ -431,7 +434,7 @@ async fn cancel_order(
     principal.require(scopes::ORDERS_WRITE)?;
     let owner = Owner::Customer(&principal.subject);
     let order = usecases::cancel_order(&state.pool, id, owner).await?;
-    tracing::info!("order cancelled");
+    tracing::debug!("order cancelled");
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {

@@ -7,8 +7,8 @@
 //! scope that recorded one), in both formats:
 //!
 //! ```text
-//! 2026-05-01T10:00:00.123456Z  INFO consumer.process{queue=invoice-orders order_id=0195…}: invoice issued trace_id=4bf9… span_id=00f0…
-//! {"timestamp":"…","level":"INFO","target":"invoice::usecases","fields":{"message":"invoice issued"},"span":{"name":"consumer.process","queue":"invoice-orders",…},"trace_id":"4bf9…","span_id":"00f0…","order_id":"0195…"}
+//! 2026-05-01T10:00:00.123456Z DEBUG consumer.process{queue=invoice-orders order_id=0195…}: invoice issued trace_id=4bf9… span_id=00f0…
+//! {"timestamp":"…","level":"DEBUG","target":"invoice::usecases","fields":{"message":"invoice issued"},"span":{"name":"consumer.process","queue":"invoice-orders",…},"trace_id":"4bf9…","span_id":"00f0…","order_id":"0195…"}
 //! ```
 //!
 //! The layer keeps each span's fields itself, so both formats read them
