@@ -30,6 +30,27 @@ impl<H: Handler> Consumer<H> {
         in_flight: &InFlight,
         acks: &Acks,
     ) -> PollOutcome {
+        let (outcome, to_delete) = self.dispose(messages, in_flight).await;
+        // Deleted together, after every effect of the batch committed; on a
+        // FIFO queue a done message holds its group until then, as it did
+        // when the worker waited for the delete.
+        for receipt in &to_delete {
+            in_flight.remove(receipt).await;
+        }
+        acks.delete(to_delete);
+        outcome
+    }
+
+    /// Decides on and carries out every message of a batch, in order, but
+    /// deletes none: returns what became of each message that has a receipt
+    /// handle (in the batch's order) and the receipts of those done with.
+    /// The long-polling worker hands those to its deleter; a Lambda event
+    /// source mapping deletes the successes itself (`handle_delivered`).
+    pub(super) async fn dispose(
+        &self,
+        messages: &[Message],
+        in_flight: &InFlight,
+    ) -> (PollOutcome, Vec<String>) {
         metrics::get()
             .consumer
             .received(self.queue.name, messages.len());
@@ -66,14 +87,7 @@ impl<H: Handler> Consumer<H> {
             batch.record(group, &disposition);
             outcome.dispositions.push(disposition);
         }
-        // Deleted together, after every effect of the batch committed; on a
-        // FIFO queue a done message holds its group until then, as it did
-        // when the worker waited for the delete.
-        for receipt in &to_delete {
-            in_flight.remove(receipt).await;
-        }
-        acks.delete(to_delete);
-        outcome
+        (outcome, to_delete)
     }
 
     /// Does what `decision` says to `message`, adding its receipt to

@@ -39,6 +39,8 @@
 //! - `handler`: what a service implements, and its three-way error;
 //! - `read_ahead`: the next receive, driven beside the batch before it;
 //! - `batch`: one received batch, message by message, then the deletes;
+//! - `delivered`: a batch another driver received and deletes (a Lambda
+//!   event source mapping): the same decisions, no deletes;
 //! - `acks`: the deletes, batched and retried off the receive path;
 //! - `attempt`: one message tried, in its span: decode, then apply;
 //! - `decode`: the body to an event, and whether it belongs on this queue;
@@ -57,6 +59,7 @@ mod apply;
 mod attempt;
 mod batch;
 mod decode;
+mod delivered;
 mod disposition;
 mod handler;
 mod heartbeat;
@@ -82,6 +85,7 @@ use crate::config::ConsumerSettings;
 use contracts::topology::QueueSpec;
 
 pub use aws_adapter::sqs::DLQ_REASON_ATTRIBUTE;
+pub use delivered::Delivered;
 pub use disposition::{Disposition, retry_delay};
 pub use handler::{Handler, HandlerError};
 

@@ -172,6 +172,7 @@ async fn consume(bench: &Bench, recording: &Arc<Recording>, expected: usize) -> 
         visibility_timeout_secs: VISIBILITY_SECS,
         retry_max_delay: Duration::from_secs(300),
         read_ahead: true,
+        enabled: true,
     };
     let shutdown = CancellationToken::new();
     let mut workers = Vec::new();
