@@ -24,12 +24,13 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Verifier;
 use crate::aws::{self, AwsClients};
-use crate::config::{CommonSettings, ConfigError};
+use crate::config::{CommonSettings, ConfigError, RelaySettings};
 use crate::consumer::{Consumer, Handler};
 use crate::db;
 use crate::edge::{self, EdgeSettings};
 use crate::health::{self, Readiness};
 use crate::metrics::{self, sampler::Sampler};
+use crate::outbox::relay::{Published, RelayError};
 use crate::outbox::{EventBridgePublisher, Relay, SnsPublisher};
 use contracts::topology::{Channel, Service, Topology};
 
@@ -218,24 +219,16 @@ impl Runtime {
     }
 
     async fn spawn_relay(&self, shutdown: &CancellationToken) -> Result<(), StartupError> {
-        let settings = self.settings.relay.clone();
-        match Topology::declare(self.settings.orders_chain).channel_of(self.service) {
-            None => {}
-            Some(Channel::Topic(topic)) => {
-                let arn = topic_arn(&self.aws.sns, topic.name).await?;
-                let publisher = SnsPublisher::new(self.aws.sns.clone(), arn, topic.fifo);
-                let relay = Relay::new(self.pool.clone(), publisher, settings);
-                self.tracker.spawn(relay.run(shutdown.clone()));
-            }
-            Some(Channel::Bus(bus)) => {
-                let publisher = EventBridgePublisher::new(
-                    self.aws.events.clone(),
-                    bus.name.to_string(),
-                    self.service.source().to_string(),
-                );
-                let relay = Relay::new(self.pool.clone(), publisher, settings);
-                self.tracker.spawn(relay.run(shutdown.clone()));
-            }
+        if let Some(relay) = ServiceRelay::connect(
+            self.service,
+            &Topology::declare(self.settings.orders_chain),
+            &self.aws,
+            &self.pool,
+            &self.settings.relay,
+        )
+        .await?
+        {
+            self.tracker.spawn(relay.run(shutdown.clone()));
         }
         Ok(())
     }
@@ -259,6 +252,13 @@ impl Runtime {
         handler: Arc<H>,
         shutdown: &CancellationToken,
     ) -> Result<(), StartupError> {
+        if !self.settings.consumer.enabled {
+            tracing::info!(
+                service = self.service.name(),
+                "consumers off (CONSUMERS=off): the service's queues are consumed elsewhere"
+            );
+            return Ok(());
+        }
         for queue in Topology::declare(self.settings.orders_chain).queues_of(self.service) {
             metrics::get().register_queue(queue.name);
             for _ in 0..self.settings.consumer.concurrency {
@@ -278,8 +278,59 @@ impl Runtime {
     }
 }
 
+/// The outbox relay of a service that publishes: to its topic or its bus.
+pub enum ServiceRelay {
+    Topic(Relay<SnsPublisher>),
+    Bus(Relay<EventBridgePublisher>),
+}
+
+impl ServiceRelay {
+    /// The relay of `service` in `topology`; `None` when it publishes nothing.
+    pub async fn connect(
+        service: Service,
+        topology: &Topology,
+        aws: &AwsClients,
+        pool: &PgPool,
+        settings: &RelaySettings,
+    ) -> Result<Option<ServiceRelay>, StartupError> {
+        let (pool, settings) = (pool.clone(), settings.clone());
+        Ok(match topology.channel_of(service) {
+            None => None,
+            Some(Channel::Topic(topic)) => {
+                let arn = topic_arn(&aws.sns, topic.name).await?;
+                let publisher = SnsPublisher::new(aws.sns.clone(), arn, topic.fifo);
+                Some(ServiceRelay::Topic(Relay::new(pool, publisher, settings)))
+            }
+            Some(Channel::Bus(bus)) => {
+                let publisher = EventBridgePublisher::new(
+                    aws.events.clone(),
+                    bus.name.to_string(),
+                    service.source().to_string(),
+                );
+                Some(ServiceRelay::Bus(Relay::new(pool, publisher, settings)))
+            }
+        })
+    }
+
+    /// Claims and publishes one batch (see `Relay::publish_once`).
+    pub async fn publish_once(&self) -> Result<Published, RelayError> {
+        match self {
+            ServiceRelay::Topic(relay) => relay.publish_once().await,
+            ServiceRelay::Bus(relay) => relay.publish_once().await,
+        }
+    }
+
+    /// Relays until `shutdown` (see `Relay::run`).
+    pub async fn run(self, shutdown: CancellationToken) {
+        match self {
+            ServiceRelay::Topic(relay) => relay.run(shutdown).await,
+            ServiceRelay::Bus(relay) => relay.run(shutdown).await,
+        }
+    }
+}
+
 /// Applies migrations, retrying with backoff while the database is not up yet.
-async fn migrate_with_retry(pool: &PgPool, migrator: Migrator) -> Result<(), StartupError> {
+pub async fn migrate_with_retry(pool: &PgPool, migrator: Migrator) -> Result<(), StartupError> {
     let deadline = tokio::time::Instant::now() + MIGRATE_DEADLINE;
     let mut backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(200))

@@ -148,6 +148,11 @@ pub struct ConsumerSettings {
     /// `CONSUMER_READ_AHEAD`, default true: each poll task sends its next
     /// receive while it handles a batch, so it holds up to two batches.
     pub read_ahead: bool,
+    /// `CONSUMERS_ENABLED`, default true: whether this process consumes the
+    /// service's queues. False where the queues are consumed elsewhere (the
+    /// service's Lambda functions), so that the process serves the API and
+    /// relays its outbox only.
+    pub enabled: bool,
 }
 
 impl CommonSettings {
@@ -259,6 +264,7 @@ impl CommonSettings {
                 visibility_timeout_secs,
                 retry_max_delay: Duration::from_secs(retry_max_delay_secs),
                 read_ahead: env.parse_or("CONSUMER_READ_AHEAD", true)?,
+                enabled: env.parse_or("CONSUMERS_ENABLED", true)?,
             },
             // A stopping consumer lets its long poll in flight return: the
             // default leaves room for the longest poll and its batch.
@@ -292,7 +298,30 @@ mod tests {
         assert_eq!(s.consumer.visibility_timeout_secs, 30);
         assert_eq!(s.consumer.retry_max_delay, Duration::from_secs(300));
         assert!(s.consumer.read_ahead);
+        assert!(s.consumer.enabled);
         assert_eq!(s.metrics_sample_interval, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn consumers_can_be_left_to_lambda_functions_and_a_bad_switch_is_named() {
+        let off = CommonSettings::from_env(
+            &env(&[
+                ("DATABASE_URL", "postgres://u@h/db"),
+                ("CONSUMERS_ENABLED", "false"),
+            ]),
+            8081,
+        )
+        .expect("valid");
+        assert!(!off.consumer.enabled);
+        let err = CommonSettings::from_env(
+            &env(&[
+                ("DATABASE_URL", "postgres://u@h/db"),
+                ("CONSUMERS_ENABLED", "lambda"),
+            ]),
+            8081,
+        )
+        .expect_err("not a bool");
+        assert!(err.to_string().contains("CONSUMERS_ENABLED"), "{err}");
     }
 
     #[test]
