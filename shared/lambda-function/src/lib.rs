@@ -1,0 +1,70 @@
+//! A service's consumers as an AWS Lambda function.
+//!
+//! An SQS event source mapping receives from the service's queues and invokes
+//! the function with up to ten messages; it deletes every message the function
+//! does not report as failed (`ReportBatchItemFailures`). The function runs
+//! each message through the very code the long-running consumer runs
+//! (`platform::consumer::Consumer::handle_delivered`: decoding and admission,
+//! the inbox transaction around the handler, the DLQ with the reason, the
+//! retry's growing delay); only the driver is this crate's:
+//!
+//! - an applied or duplicate message, and a poison one once its DLQ copy is
+//!   sent, succeed; a message to retry is reported failed, so only it comes
+//!   back (after the delay the consumer set on it);
+//! - a database that does not answer fails the whole invocation: the mapping
+//!   returns the batch and backs off, as the long-running consumer pauses;
+//!   what the batch applied before is a duplicate next time;
+//! - after the batch, the service's outbox is relayed in the same invocation,
+//!   so the events the batch committed leave at once (`relay`);
+//! - an EventBridge schedule invokes the same function to sweep the outbox:
+//!   whatever an invocation that died after its commit left behind.
+//!
+//! `run` is all a service's function binary calls (see
+//! `services/invoice/src/bin/invoice-function.rs`).
+
+mod event;
+mod function;
+
+pub use event::{Invocation, InvocationError, message_of};
+pub use function::{Function, Outcome, SWEEP_ROUNDS};
+
+use std::sync::Arc;
+
+use contracts::topology::Service;
+use platform::config::Env;
+use platform::consumer::Handler;
+use sqlx::migrate::Migrator;
+
+/// What a function's `main` returns.
+pub type Error = lambda_runtime::Error;
+
+/// Connects (the database, migrated; the queues; the relay), then serves the
+/// Lambda Runtime API's invocations until the process is stopped.
+pub async fn run<H: Handler>(
+    service: Service,
+    migrator: Migrator,
+    handler: Arc<H>,
+) -> Result<(), Error> {
+    let env = Env::process();
+    let _telemetry = platform::telemetry::init(&env, service)?;
+    let function = Arc::new(Function::connect(service, &env, migrator, handler).await?);
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let function = function.clone();
+            async move { function.invoke(event.payload).await }
+        },
+    ))
+    .await
+}
+
+/// The process's exit code: a failure (a bad setting, a database that never
+/// answered) is one line on stderr, which Lambda records as the init error.
+pub fn exit_code(result: Result<(), Error>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
