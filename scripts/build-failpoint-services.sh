@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the three services with their named fail points compiled in (the
-# `failpoints` feature, see shared/platform/src/failpoints.rs) and puts them in
+# Builds the three services and their Lambda functions with their named fail
+# points compiled in (the `failpoints` feature, see
+# shared/platform/src/failpoints.rs) and puts them in
 # target/<profile>/failpoints/, where the stack launcher looks for them when a
 # test or a chaos experiment arms FAILPOINTS. The plain binaries in
 # target/<profile>/, which the demo runs and the Dockerfile ships, are built
@@ -17,7 +18,7 @@ if [ "${1:-}" = "--release" ]; then
 fi
 services=(order invoice notification)
 bins=()
-for service in "${services[@]}"; do bins+=(--bin "$service-service"); done
+for service in "${services[@]}"; do bins+=(--bin "$service-service" --bin "$service-function"); done
 features=$(printf '%s/failpoints,' "${services[@]}")
 # --workspace resolves the dependencies' features as the plain workspace build
 # does, so only our own crates are compiled a second time; --bin builds just
@@ -26,6 +27,8 @@ cargo build "${flags[@]}" --workspace "${bins[@]}" --features "${features%,}"
 target=${CARGO_TARGET_DIR:-target}
 mkdir -p "$target/$profile/failpoints"
 for service in "${services[@]}"; do
-    cp "$target/$profile/$service-service" "$target/$profile/failpoints/$service-service"
+    for binary in "$service-service" "$service-function"; do
+        cp "$target/$profile/$binary" "$target/$profile/failpoints/$binary"
+    done
 done
 cargo build "${flags[@]}" --workspace "${bins[@]}"

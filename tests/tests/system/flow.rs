@@ -19,7 +19,11 @@ fn status(order: &Value) -> &str {
     order["status"].as_str().unwrap_or("?")
 }
 
-async fn wait_for_status(client: &Client, id: Uuid, want: &str) -> anyhow::Result<Value> {
+pub(crate) async fn wait_for_status(
+    client: &Client,
+    id: Uuid,
+    want: &str,
+) -> anyhow::Result<Value> {
     Ok(
         wait::until(&format!("order {id} to be {want}"), SETTLE, || async {
             let order = client.order(id).await.map_err(|e| e.to_string())?;
@@ -34,7 +38,7 @@ async fn wait_for_status(client: &Client, id: Uuid, want: &str) -> anyhow::Resul
 }
 
 /// Waits until the order's invoices and notifications satisfy `check`.
-async fn wait_for_effects<F>(
+pub(crate) async fn wait_for_effects<F>(
     client: &Client,
     id: Uuid,
     what: &str,

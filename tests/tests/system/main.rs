@@ -5,6 +5,9 @@
 //! - `auth`: tokens and the two listeners on the real processes.
 //! - `flow`: the whole journey through the three services as processes, on
 //!   both order chains; a redelivered event changes nothing.
+//! - `lambda`: the invoice consumer as a Lambda function behind a local
+//!   Runtime API and event source mapping: the flow, a partial batch
+//!   response, the sweep after a killed invocation.
 //! - `outbox`: the relay on a real table and the emulator: two relays, the
 //!   NOTIFY wake-up, an unreachable broker, partial and oversized batches.
 //! - `crash`: a SIGKILL at each named fail point loses and doubles nothing.
@@ -24,6 +27,7 @@ mod compose;
 mod crash;
 mod dlq;
 mod flow;
+mod lambda;
 mod outbox;
 mod provision;
 mod shutdown;

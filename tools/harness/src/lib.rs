@@ -7,6 +7,8 @@
 //! - `client`: a small HTTP client for the three services' APIs, with a
 //!   token per customer.
 //! - `issuer`: the local token issuer (keys, JWKS, client credentials).
+//! - `lambda`: AWS Lambda locally: the Runtime API, a function process, and
+//!   the SQS event source mapping that feeds it the emulator's messages.
 //! - `load`: the open-loop order load and its history of ok / fail / unknown.
 //! - `observe`: reading the system from outside (databases, queues, health),
 //!   what the probes, abort conditions and checkers look at.
@@ -23,6 +25,7 @@
 pub mod chart;
 pub mod client;
 pub mod issuer;
+pub mod lambda;
 pub mod load;
 pub mod observe;
 pub mod probe;

@@ -168,6 +168,12 @@ impl ServiceProcess {
         result.map_err(|e| anyhow::anyhow!("{e}\n--- {name} log ---\n{}", self.log_tail(30)))
     }
 
+    /// The environment it runs with (a Lambda function of the service takes
+    /// the same).
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
     /// The process id while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.process.as_ref().map(|p| p.pid())

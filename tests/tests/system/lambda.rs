@@ -1,0 +1,422 @@
+//! The consumers as AWS Lambda functions, on this machine: the invoice
+//! service's function binary as a real process behind the harness's Lambda
+//! Runtime API, fed the emulator's real messages by an event source mapping
+//! that does what Lambda's does (`harness::lambda`), and the invoice service
+//! itself running its API and relay only (`CONSUMERS_ENABLED=false`).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use contracts::topology::Service;
+use harness::client::{Client, order_body};
+use harness::lambda::{Answer, EventSourceMapping, FunctionProcess, RuntimeApi};
+use harness::probe;
+use harness::stack::{FAILPOINTS_DIR, Stack, StackOptions, bin_dir, emulator_config};
+use platform::consumer::DLQ_REASON_ATTRIBUTE;
+use platform::failpoints;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use testkit::wait;
+use uuid::Uuid;
+
+use crate::flow::{wait_for_effects, wait_for_status};
+
+const FUNCTION: &str = "invoice-function";
+const SETTLE: Duration = Duration::from_secs(60);
+
+/// The stack, with the invoice service's queue left to its function.
+async fn start_stack(name: &str) -> anyhow::Result<(Stack, aws_sdk_sqs::Client, String)> {
+    let options =
+        StackOptions::for_test(name)?.with_env(Service::Invoice, "CONSUMERS_ENABLED", "false");
+    let stack = Stack::start(options).await?;
+    let sqs = aws_sdk_sqs::Client::new(&emulator_config(&stack.emulator.endpoint()).await);
+    let queue = stack.topology.queues_of(Service::Invoice)[0]
+        .name
+        .to_string();
+    Ok((stack, sqs, queue))
+}
+
+/// Starts the invoice function with the invoice service's environment, plus
+/// `extra`; the fail-point build when `extra` arms fail points.
+fn start_function(
+    stack: &mut Stack,
+    api: &RuntimeApi,
+    extra: &[(&str, &str)],
+    log: &str,
+) -> anyhow::Result<FunctionProcess> {
+    let mut env = stack.service(Service::Invoice).env().to_vec();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let bins = bin_dir()?;
+    let binary = if extra.iter().any(|(k, _)| *k == failpoints::VARIABLE) {
+        bins.join(FAILPOINTS_DIR).join(FUNCTION)
+    } else {
+        bins.join(FUNCTION)
+    };
+    FunctionProcess::start(FUNCTION, &binary, api, &env, &stack.log_dir.join(log))
+}
+
+/// Waits until `queue` has `n` messages visible.
+async fn wait_for_visible(sqs: &aws_sdk_sqs::Client, queue: &str, n: u64) -> anyhow::Result<()> {
+    wait::until(
+        &format!("{n} messages visible on {queue}"),
+        SETTLE,
+        || async {
+            match probe::queue_depth(sqs, queue).await {
+                Ok((visible, _)) if visible == n => Ok(()),
+                Ok(depth) => Err(format!("(visible, in flight) = {depth:?}")),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_order_flow_completes_with_the_invoice_consumer_as_a_lambda_function()
+-> anyhow::Result<()> {
+    let (mut stack, sqs, queue) = start_stack("lambda-flow").await?;
+    let api = RuntimeApi::start(FUNCTION).await?;
+    let spawned = Instant::now();
+    let mut function = start_function(&mut stack, &api, &[], "invoice-function.log")?;
+    let mapping = EventSourceMapping::new(sqs, &queue).await?;
+    let client = Client::for_stack(&stack);
+    let result = async {
+        let mut ids = Vec::new();
+        for n in 0..3 {
+            let body = order_body(&format!("lambda-{n}"), &[("SKU-L", 2, 1250)]);
+            ids.push(client.place(&body).await?);
+        }
+        // The mapping polls while the journeys run, and records each answer.
+        let took = std::sync::Mutex::new(Vec::new());
+        wait::until("every order to be invoiced", SETTLE, || {
+            let polled = mapping.poll_once(&api, SETTLE);
+            let (ids, client, took) = (&ids, &client, &took);
+            async move {
+                if let Some(polled) = polled.await.map_err(|e| format!("{e:#}"))? {
+                    if let Answer::Error(e) = &polled.answer {
+                        return Err(format!("the invocation failed: {e}"));
+                    }
+                    if let Ok(mut took) = took.lock() {
+                        took.push(polled.took);
+                    }
+                }
+                for id in ids {
+                    let order = client.order(*id).await.map_err(|e| e.to_string())?;
+                    if order.body["status"] != "INVOICED" {
+                        return Err(format!("order {id}: {}", order.body));
+                    }
+                }
+                Ok(())
+            }
+        })
+        .await?;
+        for id in &ids {
+            let order = wait_for_status(&client, *id, "INVOICED").await?;
+            assert_eq!(order["invoice"]["total_minor"], 2500);
+            wait_for_effects(&client, *id, "one invoice and its notification", |invoices, kinds| {
+                invoices.len() == 1 && kinds.iter().any(|k| k == "invoice-issued")
+            })
+            .await?;
+        }
+        let init = api
+            .first_poll()
+            .context("the function never polled")?
+            .duration_since(spawned);
+        let took = took.lock().map(|t| t.clone()).unwrap_or_default();
+        eprintln!(
+            "invoice function: init (process start to its first poll) {init:?}; invocations {took:?}"
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    if result.is_err() {
+        eprintln!(
+            "{}\n--- {FUNCTION} ---\n{}",
+            stack.logs(40),
+            function.log_tail(40)
+        );
+    }
+    anyhow::ensure!(function.exited()?.is_none(), "the function exited");
+    result
+}
+
+/// Ten messages in one invocation: eight orders, a poison message, and an
+/// order whose event another transaction holds in the invoice inbox (its
+/// insert waits past the role's `lock_timeout`: a database error the consumer
+/// retries). The partial batch response names only that one; the poison is
+/// in the DLQ with its reason; eight invoices exist; the held one is applied
+/// once the hold is gone; the eight delivered again change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_a_poison_and_a_failing_message_fails_only_the_failing_one()
+-> anyhow::Result<()> {
+    let (mut stack, sqs, queue) = start_stack("lambda-batch").await?;
+    let api = RuntimeApi::start(FUNCTION).await?;
+    let invoice_db = PgPool::connect(&stack.database_urls["invoice"]).await?;
+    // Before the function connects: its sessions take the role's settings.
+    sqlx::query("ALTER ROLE CURRENT_USER SET lock_timeout = '1s'")
+        .execute(&invoice_db)
+        .await?;
+    let function = start_function(&mut stack, &api, &[], "invoice-function.log")?;
+    let result = partial_batch(&stack, &sqs, &queue, &api, &invoice_db).await;
+    if result.is_err() {
+        eprintln!(
+            "{}\n--- {FUNCTION} ---\n{}",
+            stack.logs(40),
+            function.log_tail(60)
+        );
+    }
+    result
+}
+
+async fn partial_batch(
+    stack: &Stack,
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    api: &RuntimeApi,
+    invoice_db: &PgPool,
+) -> anyhow::Result<()> {
+    let client = Client::for_stack(stack);
+    let order_db = PgPool::connect(&stack.database_urls["order"]).await?;
+    let mut orders = Vec::new();
+    for n in 0..9 {
+        let body = order_body(&format!("batch-{n}"), &[("SKU-B", 1, 700 + n)]);
+        orders.push(client.place(&body).await?);
+    }
+    wait_for_visible(sqs, queue, 9).await?;
+    let queue_url = sqs
+        .get_queue_url()
+        .queue_name(queue)
+        .send()
+        .await?
+        .queue_url
+        .context("queue URL")?;
+    sqs.send_message()
+        .queue_url(&queue_url)
+        .message_body("this is not an event")
+        .send()
+        .await?;
+    wait_for_visible(sqs, queue, 10).await?;
+
+    // The last order's event is held: its inbox insert waits, then fails.
+    let held = orders[8];
+    let (held_event, _) = probe::outbox_event(&order_db, "OrderPlaced", held)
+        .await?
+        .context("the held order's event")?;
+    let mut hold = invoice_db.begin().await?;
+    sqlx::query(
+        "INSERT INTO inbox (event_id, event_type, source, queue) VALUES ($1, 'OrderPlaced', 'test-hold', $2)",
+    )
+    .bind(held_event)
+    .bind(queue)
+    .execute(&mut *hold)
+    .await?;
+
+    let mut mapping = EventSourceMapping::new(sqs.clone(), queue).await?;
+    mapping.batching_window = Duration::from_secs(5);
+    let polled = mapping
+        .poll_once(api, SETTLE)
+        .await?
+        .context("a batch was received")?;
+    let records = polled.event["Records"]
+        .as_array()
+        .context("records")?
+        .clone();
+    assert_eq!(records.len(), 10, "one batch of ten");
+    let Answer::Response(response) = &polled.answer else {
+        anyhow::bail!("the invocation failed: {:?}", polled.answer);
+    };
+    eprintln!("partial batch response: {response}");
+    assert_eq!(polled.failed.len(), 1, "one failure reported: {response}");
+    let failed = records
+        .iter()
+        .find(|r| r["messageId"] == polled.failed[0].as_str())
+        .context("the failure names a message of the batch")?;
+    assert!(
+        failed["body"]
+            .as_str()
+            .is_some_and(|b| b.contains(&held.to_string())),
+        "the failure is the held order's message: {failed}"
+    );
+    assert_eq!(polled.deleted, 9, "the nine others were deleted");
+
+    for id in &orders[..8] {
+        assert_eq!(client.invoices_of(*id).await?.len(), 1, "order {id}");
+    }
+    assert!(client.invoices_of(held).await?.is_empty());
+    let dlq = format!("{queue}-dlq");
+    let dlq_url = sqs
+        .get_queue_url()
+        .queue_name(&dlq)
+        .send()
+        .await?
+        .queue_url
+        .context("DLQ URL")?;
+    let dead = sqs
+        .receive_message()
+        .queue_url(&dlq_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(2)
+        .message_attribute_names("All")
+        .send()
+        .await?
+        .messages
+        .unwrap_or_default();
+    assert_eq!(dead.len(), 1, "the poison alone is in the DLQ: {dead:?}");
+    assert_eq!(dead[0].body(), Some("this is not an event"));
+    let reason = dead[0]
+        .message_attributes()
+        .and_then(|a| a.get(DLQ_REASON_ATTRIBUTE))
+        .and_then(|v| v.string_value())
+        .unwrap_or_default();
+    assert!(!reason.is_empty(), "the DLQ copy says why");
+
+    // The hold is released; the retried message comes back after its delay
+    // and is applied.
+    hold.rollback().await?;
+    mapping.batching_window = Duration::from_secs(1);
+    wait::until("the held order's message to be applied", SETTLE, || async {
+        mapping
+            .poll_once(api, SETTLE)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        match client.invoices_of(held).await {
+            Ok(invoices) if invoices.len() == 1 => Ok(()),
+            Ok(invoices) => Err(format!("invoices {invoices:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await?;
+
+    // The eight applied messages delivered again: each a duplicate.
+    let outbox_rows = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox")
+            .fetch_one(invoice_db)
+            .await
+    };
+    let before = outbox_rows().await?;
+    let again: Vec<Value> = records
+        .iter()
+        .filter(|r| r["messageId"] != polled.failed[0].as_str())
+        .filter(|r| r["body"] != "this is not an event")
+        .cloned()
+        .collect();
+    assert_eq!(again.len(), 8);
+    let answer = api.invoke(json!({ "Records": again }), SETTLE).await?;
+    assert_eq!(
+        answer,
+        Answer::Response(json!({ "batchItemFailures": [] })),
+        "a redelivered batch succeeds whole"
+    );
+    assert_eq!(outbox_rows().await?, before, "no event written again");
+    for id in &orders[..8] {
+        assert_eq!(client.invoices_of(*id).await?.len(), 1, "order {id}");
+        let (event, _) = probe::outbox_event(&order_db, "OrderPlaced", *id)
+            .await?
+            .context("event")?;
+        assert_eq!(
+            probe::inbox_entry(invoice_db, event).await?.duplicates,
+            1,
+            "order {id}'s event counted once as a duplicate"
+        );
+    }
+    Ok(())
+}
+
+/// An invocation killed after its commit, before it relayed: the invoice is
+/// there, its event is not published. The schedule's sweep, in a fresh
+/// function, publishes it, and the order is invoiced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_publishes_what_a_killed_invocation_left() -> anyhow::Result<()> {
+    let (mut stack, sqs, queue) = start_stack("lambda-sweep").await?;
+    let api = RuntimeApi::start(FUNCTION).await?;
+    let crash = format!("{}=return", failpoints::CONSUMER_AFTER_COMMIT);
+    let mut killed = start_function(
+        &mut stack,
+        &api,
+        &[(failpoints::VARIABLE, &crash)],
+        "invoice-function-killed.log",
+    )?;
+    // The function alone relays the invoice outbox here: the service's
+    // process, whose relay would publish the event first, is stopped.
+    stack
+        .service(Service::Invoice)
+        .stop(nix::sys::signal::Signal::SIGTERM)
+        .await?;
+    let client = Client::for_stack(&stack);
+    let invoice_db = PgPool::connect(&stack.database_urls["invoice"]).await?;
+    let invoices_of = |id: Uuid| {
+        let db = invoice_db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM invoices WHERE order_id = $1")
+                .bind(id)
+                .fetch_one(&db)
+                .await
+        }
+    };
+    let result = async {
+        let id = client
+            .place(&order_body("swept", &[("SKU-S", 1, 4200)]))
+            .await?;
+        wait_for_visible(&sqs, &queue, 1).await?;
+        let mapping = EventSourceMapping::new(sqs.clone(), &queue).await?;
+        let died = wait::until(
+            "the function to be killed at its fail point",
+            SETTLE,
+            || {
+                let exited = killed.exited().map_err(|e| e.to_string());
+                async move {
+                    match exited? {
+                        Some(status) => Ok(status),
+                        None => Err("running".to_string()),
+                    }
+                }
+            },
+        );
+        tokio::select! {
+            polled = mapping.poll_once(&api, SETTLE) => {
+                anyhow::bail!("the invocation was answered: {polled:?}")
+            }
+            status = died => eprintln!("function killed: {}", status?),
+        }
+        assert_eq!(invoices_of(id).await?, 1, "the commit stands");
+        let issued = probe::outbox_event(&invoice_db, "InvoiceIssued", id).await?;
+        assert!(
+            matches!(issued, Some((_, false))),
+            "the event waits in the outbox: {issued:?}"
+        );
+        assert_eq!(client.order(id).await?.body["status"], "PLACED");
+
+        let mut fresh = start_function(&mut stack, &api, &[], "invoice-function.log")?;
+        let schedule = json!({
+            "version": "0",
+            "id": Uuid::now_v7().to_string(),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "000000000000",
+            "time": "2026-12-08T00:00:00Z",
+            "region": "us-east-1",
+            "resources": ["arn:aws:events:us-east-1:000000000000:rule/invoice-outbox-sweep"],
+            "detail": {}
+        });
+        let answer = api.invoke(schedule, SETTLE).await;
+        if answer.is_err() {
+            eprintln!("--- fresh {FUNCTION} ---\n{}", fresh.log_tail(40));
+        }
+        assert_eq!(answer?, Answer::Response(json!({ "published": 1 })));
+        let issued = probe::outbox_event(&invoice_db, "InvoiceIssued", id).await?;
+        assert!(matches!(issued, Some((_, true))), "published: {issued:?}");
+        wait_for_status(&client, id, "INVOICED").await?;
+        anyhow::ensure!(fresh.exited()?.is_none(), "the fresh function exited");
+        anyhow::Ok(())
+    }
+    .await;
+    if result.is_err() {
+        eprintln!(
+            "{}\n--- killed {FUNCTION} ---\n{}",
+            stack.logs(40),
+            killed.log_tail(40)
+        );
+    }
+    result
+}
