@@ -10,6 +10,8 @@
 //! - `cloudformation`: the same topology as a CloudFormation template for a
 //!   real account, with encryption, least-privilege roles and alarms (bin
 //!   `ops cloudformation`).
+//! - `scaling`: the arithmetic of scaling a consumer on its queue's backlog
+//!   per task.
 //!
 //! Every name comes from the topology; nothing here types a queue name.
 
@@ -18,5 +20,6 @@ pub mod dlq;
 pub mod provision;
 pub mod replay;
 pub mod retry;
+pub mod scaling;
 
 pub use provision::{Clients, ProvisionError, Provisioned, QueueRef, apply, queue_policy};
