@@ -216,7 +216,7 @@ fn chain_of(topology: &Topology) -> Chain {
 }
 
 /// A logical id from a topology name: `invoice-orders.fifo` → `InvoiceOrdersFifo`.
-fn id(name: &str, suffix: &str) -> String {
+pub(crate) fn id(name: &str, suffix: &str) -> String {
     let mut out = String::new();
     for part in name.split(|c: char| !c.is_ascii_alphanumeric()) {
         let mut chars = part.chars();
@@ -256,7 +256,7 @@ pub fn role_id(service: Service) -> String {
     id(service.source(), "Role")
 }
 
-fn arn_of(logical_id: &str) -> Value {
+pub(crate) fn arn_of(logical_id: &str) -> Value {
     json!({"Fn::GetAtt": [logical_id, "Arn"]})
 }
 

@@ -10,13 +10,16 @@
 //! - `cloudformation`: the same topology as a CloudFormation template for a
 //!   real account, with encryption, least-privilege roles and alarms (bin
 //!   `ops cloudformation`).
-//! - `scaling`: the arithmetic of scaling a consumer on its queue's backlog
-//!   per task.
+//! - `ecs`: the compute side as a second template: the services on ECS
+//!   Fargate with their databases, the order API's load balancer and scaling
+//!   on queue backlog, on top of the messaging stack.
+//! - `scaling`: the arithmetic of that scaling (backlog per task).
 //!
 //! Every name comes from the topology; nothing here types a queue name.
 
 pub mod cloudformation;
 pub mod dlq;
+pub mod ecs;
 pub mod provision;
 pub mod replay;
 pub mod retry;

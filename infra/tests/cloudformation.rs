@@ -1,6 +1,8 @@
 //! The CloudFormation templates: committed as rendered, clean under cfn-lint,
-//! every checkov skip justified, and deployed through moto's CloudFormation,
-//! where they must deliver.
+//! every checkov skip justified; the messaging templates are also deployed
+//! through moto's CloudFormation, where they must deliver. The compute
+//! template (ECS) is not: moto runs no task, database or load balancer that
+//! would prove anything.
 //!
 //! moto 5.2.5's CloudFormation creates topics, queues, the key and its alias,
 //! the bus, rules with their targets, the archive and the IAM roles. It skips
@@ -18,6 +20,7 @@ use aws_sdk_cloudformation::types::{Capability, StackStatus};
 use aws_sdk_sqs::types::QueueAttributeName;
 use contracts::topology::{Chain, Service, Source, Topology, rule_pattern};
 use infra::cloudformation::{self, bus_id, dlq_id, queue_id, role_id, subscription_id, topic_id};
+use infra::ecs;
 use serde_json::{Value, json};
 use testkit::emulator::{Emulator, EmulatorKind};
 
@@ -27,13 +30,27 @@ fn template_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("cloudformation")
 }
 
+/// Every committed template, with what the code renders for it: the
+/// messaging template of each chain and the compute template (ECS).
+fn templates() -> Vec<(PathBuf, String)> {
+    [Chain::Standard, Chain::Fifo]
+        .into_iter()
+        .map(|chain| {
+            (
+                template_dir().join(cloudformation::file_name(chain)),
+                cloudformation::render_text(chain),
+            )
+        })
+        .chain([(template_dir().join(ecs::FILE_NAME), ecs::render_text())])
+        .collect()
+}
+
 #[test]
 fn the_committed_templates_are_what_the_topology_renders() {
-    for chain in [Chain::Standard, Chain::Fifo] {
-        let path = template_dir().join(cloudformation::file_name(chain));
+    for (path, rendered) in templates() {
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
-            committed == cloudformation::render_text(chain),
+            committed == rendered,
             "{} differs from what contracts::topology renders: run `{REGENERATE}` and commit the result",
             path.display()
         );
@@ -48,10 +65,8 @@ fn cfn_lint_finds_nothing_in_the_templates() {
         "{} is missing: run scripts/setup.sh",
         cfn_lint.display()
     );
-    let files: Vec<PathBuf> = [Chain::Standard, Chain::Fifo]
-        .into_iter()
-        .map(|chain| template_dir().join(cloudformation::file_name(chain)))
-        .collect();
+    let files: Vec<PathBuf> = templates().into_iter().map(|(path, _)| path).collect();
+    assert_eq!(files.len(), 3);
     let out = Command::new(&cfn_lint)
         .args(["--regions", "us-east-1", "eu-west-1", "--"])
         .args(&files)
@@ -70,8 +85,7 @@ fn cfn_lint_finds_nothing_in_the_templates() {
 /// apply, and the skip must say why.
 #[test]
 fn every_checkov_skip_in_the_templates_says_why() {
-    for chain in [Chain::Standard, Chain::Fifo] {
-        let path = template_dir().join(cloudformation::file_name(chain));
+    for (path, _) in templates() {
         let template: Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_default())
                 .unwrap_or_else(|e| panic!("{} is JSON: {e}", path.display()));

@@ -13,9 +13,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use contracts::topology::{BILLING_BUS, Chain, Topology};
-use infra::cloudformation;
 use infra::dlq::{self, DlqListing, RedriveMethod, RedriveOptions, RedriveReport};
 use infra::replay::{self, ReplayRequest, ReplayStatus};
+use infra::{cloudformation, ecs};
 
 #[derive(Parser)]
 #[command(
@@ -49,7 +49,8 @@ enum Command {
 enum CloudformationCommand {
     /// Print the template of the chain in `--orders-chain`.
     Print,
-    /// Write the template of each chain into `DIR` (the committed copies).
+    /// Write the template of each chain, and the compute template (ECS), into
+    /// `DIR` (the committed copies).
     Write {
         #[arg(long, default_value = "infra/cloudformation")]
         dir: PathBuf,
@@ -170,10 +171,19 @@ fn run_cloudformation(command: &CloudformationCommand, chain: Chain) -> ExitCode
             ExitCode::SUCCESS
         }
         CloudformationCommand::Write { dir } => {
-            for chain in [Chain::Standard, Chain::Fifo] {
-                let path = dir.join(cloudformation::file_name(chain));
-                let written = std::fs::create_dir_all(dir)
-                    .and_then(|()| std::fs::write(&path, cloudformation::render_text(chain)));
+            let templates = [Chain::Standard, Chain::Fifo]
+                .into_iter()
+                .map(|chain| {
+                    (
+                        cloudformation::file_name(chain),
+                        cloudformation::render_text(chain),
+                    )
+                })
+                .chain([(ecs::FILE_NAME.to_string(), ecs::render_text())]);
+            for (file, text) in templates {
+                let path = dir.join(file);
+                let written =
+                    std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, text));
                 if let Err(e) = written {
                     eprintln!("writing {}: {e}", path.display());
                     return ExitCode::FAILURE;
