@@ -4,7 +4,8 @@ parliament reads plain IAM policies: it checks every action against the
 format of the resource ARNs it is granted on, every condition key against the
 actions, and more. The templates reference their resources (`Fn::GetAtt`,
 `Ref`, `Fn::Sub`), so each reference is resolved to what the resource would
-be in a sample account and region, from its type and its name. A reference of
+be in a sample account and region, from its type and its name, and a
+parameter to its default. A reference of
 a kind this script does not know stops the run: a policy is never left out of
 the check, nor checked with a made-up ARN.
 
@@ -38,11 +39,30 @@ def prefix(service):
     return f"arn:aws:{service}:{PSEUDO['AWS::Region']}:{PSEUDO['AWS::AccountId']}"
 
 
+# A template's parameter, looked up like a resource: its `Ref` is its default.
+PARAMETER = "Parameter"
+# The random suffix Secrets Manager appends to a secret's name in its ARN.
+SAMPLE_SECRET_SUFFIX = "AbCdEf"
+
+
 def named(resource, prop):
+    """A resource's name: a literal, or an `Fn::Sub` of pseudo parameters only."""
     name = resource.get("Properties", {}).get(prop)
+    if isinstance(name, dict) and isinstance(name.get("Fn::Sub"), str):
+        try:
+            name = re.sub(r"\$\{([^}]+)\}", lambda m: PSEUDO[m.group(1)], name["Fn::Sub"])
+        except KeyError as e:
+            raise Unresolvable(f"{resource['Type']} {prop} with ${{{e.args[0]}}}")
     if not isinstance(name, str):
         raise Unresolvable(f"{resource['Type']} without a literal {prop}")
     return name
+
+
+def default(parameter):
+    value = parameter["Properties"].get("Default")
+    if not isinstance(value, str) or value == "":
+        raise Unresolvable("a parameter without a default")
+    return value
 
 
 # What `Fn::GetAtt [id, attribute]` gives, by resource type and attribute.
@@ -55,6 +75,7 @@ ATTRIBUTES = {
     ("AWS::KMS::Key", "KeyId"): lambda r: SAMPLE_KEY_ID,
     ("AWS::Events::EventBus", "Arn"): lambda r: f"{prefix('events')}:event-bus/{named(r, 'Name')}",
     ("AWS::Events::EventBus", "Name"): lambda r: named(r, "Name"),
+    ("AWS::Logs::LogGroup", "Arn"): lambda r: f"{prefix('logs')}:log-group:{named(r, 'LogGroupName')}:*",
 }
 
 # What `Ref id` gives, by resource type (a queue's URL, not its ARN: a policy
@@ -66,6 +87,8 @@ REFS = {
     "AWS::SNS::Topic": ATTRIBUTES[("AWS::SNS::Topic", "TopicArn")],
     "AWS::KMS::Key": ATTRIBUTES[("AWS::KMS::Key", "KeyId")],
     "AWS::Events::EventBus": ATTRIBUTES[("AWS::Events::EventBus", "Name")],
+    "AWS::SecretsManager::Secret": lambda r: f"{prefix('secretsmanager')}:secret:{named(r, 'Name')}-{SAMPLE_SECRET_SUFFIX}",
+    PARAMETER: default,
 }
 
 
@@ -114,7 +137,10 @@ def main(out_dir, templates):
     out = Path(out_dir)
     written = 0
     for path in map(Path, templates):
-        resources = json.loads(path.read_text())["Resources"]
+        template = json.loads(path.read_text())
+        resources = dict(template["Resources"])
+        for name, parameter in template.get("Parameters", {}).items():
+            resources[name] = {"Type": PARAMETER, "Properties": parameter}
         for role_id, role in resources.items():
             if role["Type"] != "AWS::IAM::Role":
                 continue
