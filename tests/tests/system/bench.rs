@@ -75,6 +75,16 @@ fn every_figure_is_there(report: &Report) {
         );
     }
     assert!(report.ceiling_message_bytes.order_placed > 0);
+    assert_eq!(report.elasticity.len(), 1, "one emulator in the smoke plan");
+    let drains = &report.elasticity[0].drains;
+    assert_eq!(
+        drains.iter().map(|d| d.instances).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    for drain in drains {
+        assert_eq!(drain.invoiced_once, drain.orders, "{drain:?}");
+        assert!(drain.events_per_sec > 0.0, "{drain:?}");
+    }
     assert_eq!(report.runs.len(), 1);
     let run = &report.runs[0];
     assert!(run.postgres.orders_per_sec > 0.0, "{:?}", run.postgres);

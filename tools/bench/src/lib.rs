@@ -28,7 +28,10 @@
 //!    empty): on each emulator, every AWS call through a proxy that adds a
 //!    round-trip time, the bare client's ceilings and both relays (the
 //!    configured one and the single-flight one) at each.
-//! 4. The **report** (`report`, `chart`): a table on the terminal, JSON,
+//! 4. **Elasticity** (`elastic`, unless `elastic_instances` is empty): on
+//!    each emulator, one burst drained by 1, 2 and 4 invoice instances side
+//!    by side.
+//! 5. The **report** (`report`, `chart`): a table on the terminal, JSON,
 //!    Markdown and an SVG chart under the results folder, with each
 //!    emulator's ceilings beside what the services sustained on it.
 //!
@@ -39,6 +42,7 @@
 pub mod auth_cost;
 pub mod ceiling;
 pub mod chart;
+pub mod elastic;
 pub mod hops;
 pub mod plan;
 pub mod report;
@@ -152,6 +156,12 @@ pub async fn run(plan: &Plan, results: &Path, command: &str) -> anyhow::Result<(
         }
         roundtrip::judge(&mut round_trips);
     }
+    let mut elasticity = Vec::new();
+    if running.is_none() && !plan.round_trips_only && !plan.elastic_instances.is_empty() {
+        for kind in &plan.emulators {
+            elasticity.push(elastic::run(*kind, plan, &log_dir).await?);
+        }
+    }
     let report = Report {
         started_at,
         seconds: clock.elapsed().as_secs_f64(),
@@ -168,6 +178,7 @@ pub async fn run(plan: &Plan, results: &Path, command: &str) -> anyhow::Result<(
         calls,
         runs,
         round_trips,
+        elasticity,
     };
     report.write(&dir)?;
     Ok((report, dir))

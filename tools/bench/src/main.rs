@@ -69,6 +69,10 @@ struct Args {
     /// Only the round-trip mode: skip the run without a proxy.
     #[arg(long)]
     round_trips_only: bool,
+    /// The elasticity step's invoice instance counts, comma-separated; 0
+    /// alone skips the step [default: 1,2,4].
+    #[arg(long, value_delimiter = ',')]
+    elastic_instances: Vec<u32>,
     /// The configured relay's RELAY_MAX_IN_FLIGHT in the round-trip mode,
     /// measured beside the single-flight relay [default: 4].
     #[arg(long)]
@@ -145,6 +149,14 @@ impl Args {
                 .collect();
         }
         plan.round_trips_only = self.round_trips_only;
+        if !self.elastic_instances.is_empty() {
+            plan.elastic_instances = self
+                .elastic_instances
+                .iter()
+                .copied()
+                .filter(|n| *n > 0)
+                .collect();
+        }
         if let Some(n) = self.round_trip_burst {
             plan.round_trip_burst = n;
         }

@@ -87,6 +87,9 @@ pub struct Plan {
     /// emulator's publish and receive ceilings through the proxy: enough that
     /// the round trip does not limit it.
     pub ceiling_concurrency: usize,
+    /// The invoice instance counts the elasticity step drains a burst with
+    /// (`elastic`); empty: no elasticity step.
+    pub elastic_instances: Vec<u32>,
 }
 
 impl Plan {
@@ -119,6 +122,7 @@ impl Plan {
             round_trip_rate: None,
             round_trip_burst: 500,
             ceiling_concurrency: 16,
+            elastic_instances: vec![1, 2, 4],
         }
     }
 
@@ -151,6 +155,7 @@ impl Plan {
             round_trip_rate: None,
             round_trip_burst: 20,
             ceiling_concurrency: 4,
+            elastic_instances: vec![1, 2],
         }
     }
 

@@ -103,6 +103,8 @@ pub struct Report {
     pub runs: Vec<Run>,
     /// The round-trip mode, per emulator (empty when not asked for).
     pub round_trips: Vec<super::roundtrip::RoundTripRun>,
+    /// The elasticity step, per emulator (empty when not asked for).
+    pub elasticity: Vec<super::elastic::ElasticRun>,
 }
 
 const RELAY_P99_MS: f64 = 20.0;
@@ -359,6 +361,9 @@ impl Report {
         }
         if !self.round_trips.is_empty() {
             super::roundtrip::markdown(&mut md, &self.round_trips);
+        }
+        if !self.elasticity.is_empty() {
+            super::elastic::markdown(&mut md, &self.elasticity);
         }
         md
     }
