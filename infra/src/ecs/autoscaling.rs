@@ -11,13 +11,15 @@
 //! (acceptable latency / time per message). Every service consumes at least
 //! one queue, so each is scaled this way, the order service on the
 //! `order-invoices` queue of its consumer side; its API side is bounded by its
-//! minimum task count. The lower bound is at least 1 (a parameter's
+//! minimum task count. With `ConsumersOn` set to `lambda` the policies are
+//! left out (the functions consume the backlog) and the task count stays
+//! between its bounds. The lower bound is at least 1 (a parameter's
 //! `MinValue`), so the division always has a running task.
 
 use contracts::topology::Service;
 use serde_json::{Map, Value, json};
 
-use super::{prefix, queue_names, task};
+use super::{CONSUMERS_ON_ECS, prefix, queue_names, task};
 
 pub(super) fn add(resources: &mut Map<String, Value>, service: Service) {
     let p = prefix(service);
@@ -39,6 +41,8 @@ pub(super) fn add(resources: &mut Map<String, Value>, service: Service) {
         format!("{p}BacklogPerTaskScaling"),
         json!({
             "Type": "AWS::ApplicationAutoScaling::ScalingPolicy",
+            // The backlog is the functions' when they consume it.
+            "Condition": CONSUMERS_ON_ECS,
             "Properties": {
                 "PolicyName": {"Fn::Sub": format!("${{AWS::StackName}}-{}-backlog-per-task", service.source())},
                 "PolicyType": "TargetTrackingScaling",

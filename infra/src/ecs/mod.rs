@@ -14,6 +14,12 @@
 //! Queue names need no parameter: the services find their queues by the
 //! topology's names, and so do the scaling metrics here.
 //!
+//! `ConsumersOn` (`ecs` by default) says who consumes the queues: the tasks,
+//! or the functions of the Lambda template (`crate::functions`); with
+//! `lambda`, the tasks get `CONSUMERS_ENABLED=false` (they serve the API and
+//! relay their outbox) and the backlog scaling policies are left out, the
+//! task count then staying between its bounds.
+//!
 //! One template for both order chains: `OrdersChain` picks the chain the
 //! messaging stack was deployed with, which names the order queues the
 //! metrics watch and is passed to the services as `ORDERS_CHAIN`.
@@ -43,7 +49,15 @@ use crate::scaling;
 pub const FILE_NAME: &str = "compute-ecs.json";
 
 /// The condition that holds when `OrdersChain` is `fifo`.
-const IS_FIFO: &str = "IsFifoChain";
+pub(crate) const IS_FIFO: &str = "IsFifoChain";
+
+/// The condition that holds when `ConsumersOn` is `lambda`: the queues are
+/// consumed by the functions of the Lambda template (`crate::functions`), so
+/// the tasks run with `CONSUMERS_ENABLED=false` (the API and the relay only)
+/// and are not scaled on the backlog.
+pub(crate) const CONSUMERS_ON_LAMBDA: &str = "ConsumersOnLambda";
+/// Its negation: the tasks consume, and the backlog scaling policies exist.
+const CONSUMERS_ON_ECS: &str = "ConsumersOnEcs";
 
 /// The template, as JSON.
 pub fn render() -> Value {
@@ -66,7 +80,9 @@ pub fn render() -> Value {
         "Parameters": parameters(),
         "Conditions": {
             IS_FIFO: {"Fn::Equals": [{"Ref": "OrdersChain"}, Chain::Fifo.as_str()]},
-            "HasJwksUrl": {"Fn::Not": [{"Fn::Equals": [{"Ref": "JwksUrl"}, ""]}]}
+            "HasJwksUrl": {"Fn::Not": [{"Fn::Equals": [{"Ref": "JwksUrl"}, ""]}]},
+            CONSUMERS_ON_LAMBDA: {"Fn::Equals": [{"Ref": "ConsumersOn"}, "lambda"]},
+            CONSUMERS_ON_ECS: {"Fn::Not": [{"Condition": CONSUMERS_ON_LAMBDA}]}
         },
         "Resources": resources,
         "Outputs": outputs(),
@@ -105,7 +121,7 @@ fn ports(service: Service) -> (u16, u16) {
 
 /// The names of the queues `service` consumes, whichever the chain: a name
 /// that differs between the chains is chosen by `OrdersChain`.
-fn queue_names(service: Service) -> Vec<Value> {
+pub(crate) fn queue_names(service: Service) -> Vec<Value> {
     let standard = Topology::declare(Chain::Standard).queues_of(service);
     let fifo = Topology::declare(Chain::Fifo).queues_of(service);
     assert_eq!(
@@ -136,6 +152,12 @@ fn parameters() -> Value {
             "AllowedValues": [Chain::Standard.as_str(), Chain::Fifo.as_str()],
             "Default": Chain::Standard.as_str(),
             "Description": "The order chain of the messaging stack (messaging-standard.json or messaging-fifo.json)."
+        },
+        "ConsumersOn": {
+            "Type": "String",
+            "AllowedValues": ["ecs", "lambda"],
+            "Default": "ecs",
+            "Description": "Who consumes the queues: the tasks (ecs), or the functions of compute-lambda.json (lambda), in which case the tasks serve the API and relay their outbox only (CONSUMERS_ENABLED=false) and are not scaled on the backlog."
         },
         "ImageUri": {
             "Type": "String",
@@ -227,6 +249,12 @@ fn outputs() -> Value {
         outputs[format!("{p}DatabaseUrlSecretArn")] = json!({
             "Description": format!("the secret holding the {}'s DATABASE_URL", service.source()),
             "Value": {"Ref": database::url_secret_id(service)}
+        });
+        // The group the service's database admits: the Lambda template puts
+        // the service's function in it.
+        outputs[format!("{p}TaskSecurityGroupId")] = json!({
+            "Description": format!("the security group of the {}'s tasks, which its database admits", service.source()),
+            "Value": {"Ref": task::security_group_id(service)}
         });
     }
     outputs

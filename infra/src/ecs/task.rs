@@ -23,7 +23,7 @@ use contracts::topology::Service;
 use serde_json::{Map, Value, json};
 
 use super::key::{KEY, LOG_GROUP_PREFIX};
-use super::{database, load_balancer, ports, prefix, role_parameter};
+use super::{CONSUMERS_ON_LAMBDA, database, load_balancer, ports, prefix, role_parameter};
 use crate::cloudformation::arn_of;
 
 /// The logical id of the cluster.
@@ -194,6 +194,11 @@ fn environment(service: Service) -> Vec<Value> {
         json!({"Fn::If": ["HasJwksUrl", var("JWKS_URL", json!({"Ref": "JwksUrl"})), {"Ref": "AWS::NoValue"}]}),
         // One JSON object a line: CloudWatch Logs Insights queries its fields.
         var("LOG_FORMAT", json!("json")),
+        // Off when the service's Lambda function consumes its queues.
+        var(
+            "CONSUMERS_ENABLED",
+            json!({"Fn::If": [CONSUMERS_ON_LAMBDA, "false", "true"]}),
+        ),
     ]
 }
 

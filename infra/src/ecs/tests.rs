@@ -299,3 +299,45 @@ fn every_reference_resolves() {
         );
     }
 }
+
+#[test]
+fn consumers_on_lambda_turns_the_tasks_consumers_off_and_drops_the_backlog_scaling() {
+    let template = render();
+    assert_eq!(template["Parameters"]["ConsumersOn"]["Default"], "ecs");
+    assert_eq!(
+        template["Conditions"][CONSUMERS_ON_LAMBDA],
+        json!({"Fn::Equals": [{"Ref": "ConsumersOn"}, "lambda"]})
+    );
+    for service in Service::ALL {
+        let p = prefix(service);
+        let container = &resource(&template, &format!("{p}TaskDefinition"))["Properties"]["ContainerDefinitions"]
+            [0];
+        let env = container["Environment"].as_array().expect("environment");
+        let enabled: Vec<&Value> = env
+            .iter()
+            .filter(|v| v["Name"] == "CONSUMERS_ENABLED")
+            .collect();
+        assert_eq!(
+            enabled,
+            [
+                &json!({"Name": "CONSUMERS_ENABLED", "Value": {"Fn::If": [CONSUMERS_ON_LAMBDA, "false", "true"]}})
+            ]
+        );
+        let policy = resource(&template, &format!("{p}BacklogPerTaskScaling"));
+        let condition = policy["Condition"].as_str().expect("a condition");
+        assert_eq!(
+            template["Conditions"][condition],
+            json!({"Fn::Not": [{"Condition": CONSUMERS_ON_LAMBDA}]})
+        );
+        // The bounds stay: the task count is held between them.
+        assert!(
+            resource(&template, &format!("{p}ScalableTarget"))
+                .get("Condition")
+                .is_none()
+        );
+        assert_eq!(
+            template["Outputs"][format!("{p}TaskSecurityGroupId")]["Value"],
+            json!({"Ref": format!("{p}TaskSecurityGroup")})
+        );
+    }
+}
