@@ -14,6 +14,11 @@ the check, nor checked with a made-up ARN.
 writes OUT_DIR/<template>.<role>.<policy>.json (`messaging-standard.OrderServiceRole.messaging.json`)
 and prints one line per policy written. Only the standard library: it runs
 with the interpreter of the scanners' venv.
+
+A policy with an `Fn::If` is written once per value of each parameter with
+`AllowedValues` its conditions depend on, the other parameters at their
+defaults (`compute-lambda@OrdersChain=fifo.OrderFunctionRole.messaging.json`),
+so that every branch is checked.
 """
 
 import json
@@ -58,11 +63,83 @@ def named(resource, prop):
     return name
 
 
+# Parameters without a default that a policy may name, with a sample value
+# of their form (the ARN their AllowedPattern admits).
+SAMPLE_PARAMETERS = {
+    "MessagingKeyArn": f"arn:aws:kms:{PSEUDO['AWS::Region']}:{PSEUDO['AWS::AccountId']}:key/{SAMPLE_KEY_ID}",
+}
+
+
 def default(parameter):
     value = parameter["Properties"].get("Default")
+    if value is None and parameter.get("Name") in SAMPLE_PARAMETERS:
+        return SAMPLE_PARAMETERS[parameter["Name"]]
     if not isinstance(value, str) or value == "":
         raise Unresolvable("a parameter without a default")
     return value
+
+
+# What `Ref AWS::NoValue` leaves: the property or list item is dropped.
+NO_VALUE = object()
+# The template's Conditions, looked up like a resource.
+CONDITIONS = "Conditions"
+
+
+def condition_holds(expression, resources):
+    """A condition, with every parameter at its (variant's) default."""
+    if isinstance(expression, dict) and len(expression) == 1:
+        (key, arg), = expression.items()
+        if key == "Condition":
+            return condition_holds(resources[CONDITIONS][arg], resources)
+        if key == "Fn::Not":
+            return not condition_holds(arg[0], resources)
+        if key == "Fn::And":
+            return all(condition_holds(a, resources) for a in arg)
+        if key == "Fn::Or":
+            return any(condition_holds(a, resources) for a in arg)
+        if key == "Fn::Equals":
+            return condition_value(arg[0], resources) == condition_value(arg[1], resources)
+    raise Unresolvable(f"the condition {expression}")
+
+
+def condition_value(value, resources):
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        parameter = resources.get(value["Ref"])
+        if parameter is None or parameter["Type"] != PARAMETER:
+            raise Unresolvable(f"Ref {value['Ref']} in a condition")
+        return parameter["Properties"].get("Default", "")
+    if isinstance(value, str):
+        return value
+    raise Unresolvable(f"{value} in a condition")
+
+
+def conditions_in(value, found):
+    """The conditions the `Fn::If`s of `value` test."""
+    if isinstance(value, list):
+        for v in value:
+            conditions_in(v, found)
+    elif isinstance(value, dict):
+        if isinstance(value.get("Fn::If"), list):
+            found.add(value["Fn::If"][0])
+        for v in value.values():
+            conditions_in(v, found)
+    return found
+
+
+def parameters_of(expression, conditions, found):
+    """The parameters a condition depends on."""
+    if isinstance(expression, list):
+        for e in expression:
+            parameters_of(e, conditions, found)
+    elif isinstance(expression, dict):
+        if set(expression) == {"Ref"}:
+            found.add(expression["Ref"])
+        elif set(expression) == {"Condition"}:
+            parameters_of(conditions[expression["Condition"]], conditions, found)
+        else:
+            for e in expression.values():
+                parameters_of(e, conditions, found)
+    return found
 
 
 # What `Fn::GetAtt [id, attribute]` gives, by resource type and attribute.
@@ -94,20 +171,26 @@ REFS = {
 
 def resolve(value, resources):
     if isinstance(value, list):
-        return [resolve(v, resources) for v in value]
+        return [r for r in (resolve(v, resources) for v in value) if r is not NO_VALUE]
     if not isinstance(value, dict):
         return value
     if len(value) == 1:
         (key, arg), = value.items()
+        if key == "Ref" and arg == "AWS::NoValue":
+            return NO_VALUE
         if key == "Ref":
             return ref(arg, resources)
+        if key == "Fn::If":
+            branch = arg[1] if condition_holds(resources[CONDITIONS][arg[0]], resources) else arg[2]
+            return resolve(branch, resources)
         if key == "Fn::GetAtt":
             return get_att(arg[0], arg[1], resources)
         if key == "Fn::Sub" and isinstance(arg, str):
             return re.sub(r"\$\{([^}]+)\}", lambda m: sub_var(m.group(1), resources), arg)
         if key.startswith("Fn::"):
             raise Unresolvable(f"{key} is not resolved by this script")
-    return {k: resolve(v, resources) for k, v in value.items()}
+    resolved = {k: resolve(v, resources) for k, v in value.items()}
+    return {k: v for k, v in resolved.items() if v is not NO_VALUE}
 
 
 def ref(name, resources):
@@ -139,20 +222,34 @@ def main(out_dir, templates):
     for path in map(Path, templates):
         template = json.loads(path.read_text())
         resources = dict(template["Resources"])
-        for name, parameter in template.get("Parameters", {}).items():
-            resources[name] = {"Type": PARAMETER, "Properties": parameter}
-        for role_id, role in resources.items():
+        parameters = template.get("Parameters", {})
+        for name, parameter in parameters.items():
+            resources[name] = {"Type": PARAMETER, "Name": name, "Properties": parameter}
+        resources[CONDITIONS] = template.get("Conditions", {})
+        for role_id, role in template["Resources"].items():
             if role["Type"] != "AWS::IAM::Role":
                 continue
             for policy in role.get("Properties", {}).get("Policies", []):
-                name = f"{path.stem}.{role_id}.{policy['PolicyName']}.json"
-                try:
-                    document = resolve(policy["PolicyDocument"], resources)
-                except Unresolvable as e:
-                    sys.exit(f"{path}: {role_id}: cannot resolve {e} for parliament; teach {__file__} its ARN")
-                (out / name).write_text(json.dumps(document, indent=2) + "\n")
-                print(name)
-                written += 1
+                document = policy["PolicyDocument"]
+                varied = set()
+                for condition in conditions_in(document, set()):
+                    parameters_of(resources[CONDITIONS].get(condition, {}), resources[CONDITIONS], varied)
+                variants = [("", resources)]
+                for parameter in sorted(p for p in varied if "AllowedValues" in parameters.get(p, {})):
+                    variants = [
+                        (f"{tag}@{parameter}={value}", {**r, parameter: {**r[parameter], "Properties": {**r[parameter]["Properties"], "Default": value}}})
+                        for tag, r in variants
+                        for value in parameters[parameter]["AllowedValues"]
+                    ]
+                for tag, variant in variants:
+                    name = f"{path.stem}{tag}.{role_id}.{policy['PolicyName']}.json"
+                    try:
+                        resolved = resolve(document, variant)
+                    except Unresolvable as e:
+                        sys.exit(f"{path}: {role_id}: cannot resolve {e} for parliament; teach {__file__} its ARN")
+                    (out / name).write_text(json.dumps(resolved, indent=2) + "\n")
+                    print(name)
+                    written += 1
     if written == 0:
         sys.exit(f"no IAM role policy found in {', '.join(templates)}")
 
