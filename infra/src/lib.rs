@@ -14,12 +14,15 @@
 //!   Fargate with their databases, the order API's load balancer and scaling
 //!   on queue backlog, on top of the messaging stack.
 //! - `scaling`: the arithmetic of that scaling (backlog per task).
+//! - `functions`: the consumers as AWS Lambda functions, a third template on
+//!   top of the two others (event source mappings, outbox sweep schedules).
 //!
 //! Every name comes from the topology; nothing here types a queue name.
 
 pub mod cloudformation;
 pub mod dlq;
 pub mod ecs;
+pub mod functions;
 pub mod provision;
 pub mod replay;
 pub mod retry;

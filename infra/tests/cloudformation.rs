@@ -1,8 +1,9 @@
 //! The CloudFormation templates: committed as rendered, clean under cfn-lint,
 //! every checkov skip justified; the messaging templates are also deployed
 //! through moto's CloudFormation, where they must deliver. The compute
-//! template (ECS) is not: moto runs no task, database or load balancer that
-//! would prove anything.
+//! templates (ECS, Lambda) are not: moto runs no task, database, load
+//! balancer, function in a VPC or event source mapping that would prove
+//! anything.
 //!
 //! moto 5.2.5's CloudFormation creates topics, queues, the key and its alias,
 //! the bus, rules with their targets, the archive and the IAM roles. It skips
@@ -20,7 +21,7 @@ use aws_sdk_cloudformation::types::{Capability, StackStatus};
 use aws_sdk_sqs::types::QueueAttributeName;
 use contracts::topology::{Chain, Service, Source, Topology, rule_pattern};
 use infra::cloudformation::{self, bus_id, dlq_id, queue_id, role_id, subscription_id, topic_id};
-use infra::ecs;
+use infra::{ecs, functions};
 use serde_json::{Value, json};
 use testkit::emulator::{Emulator, EmulatorKind};
 
@@ -31,7 +32,7 @@ fn template_dir() -> PathBuf {
 }
 
 /// Every committed template, with what the code renders for it: the
-/// messaging template of each chain and the compute template (ECS).
+/// messaging template of each chain and the compute templates (ECS, Lambda).
 fn templates() -> Vec<(PathBuf, String)> {
     [Chain::Standard, Chain::Fifo]
         .into_iter()
@@ -41,7 +42,13 @@ fn templates() -> Vec<(PathBuf, String)> {
                 cloudformation::render_text(chain),
             )
         })
-        .chain([(template_dir().join(ecs::FILE_NAME), ecs::render_text())])
+        .chain([
+            (template_dir().join(ecs::FILE_NAME), ecs::render_text()),
+            (
+                template_dir().join(functions::FILE_NAME),
+                functions::render_text(),
+            ),
+        ])
         .collect()
 }
 
@@ -66,7 +73,7 @@ fn cfn_lint_finds_nothing_in_the_templates() {
         cfn_lint.display()
     );
     let files: Vec<PathBuf> = templates().into_iter().map(|(path, _)| path).collect();
-    assert_eq!(files.len(), 3);
+    assert_eq!(files.len(), 4);
     let out = Command::new(&cfn_lint)
         .args(["--regions", "us-east-1", "eu-west-1", "--"])
         .args(&files)

@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use contracts::topology::{BILLING_BUS, Chain, Topology};
 use infra::dlq::{self, DlqListing, RedriveMethod, RedriveOptions, RedriveReport};
 use infra::replay::{self, ReplayRequest, ReplayStatus};
-use infra::{cloudformation, ecs};
+use infra::{cloudformation, ecs, functions};
 
 #[derive(Parser)]
 #[command(
@@ -179,7 +179,10 @@ fn run_cloudformation(command: &CloudformationCommand, chain: Chain) -> ExitCode
                         cloudformation::render_text(chain),
                     )
                 })
-                .chain([(ecs::FILE_NAME.to_string(), ecs::render_text())]);
+                .chain([
+                    (ecs::FILE_NAME.to_string(), ecs::render_text()),
+                    (functions::FILE_NAME.to_string(), functions::render_text()),
+                ]);
             for (file, text) in templates {
                 let path = dir.join(file);
                 let written =
