@@ -36,7 +36,8 @@ say "openapi-spec-validator (docs/openapi/*.json)"
 # CloudFormation checks (offline: nothing fetched from its vendor's platform),
 # then parliament on each role's IAM policy. What they check and why no
 # check is skipped: docs/deployment.md; the compute template's one skip and
-# one ignored finding: docs/deploy-ecs.md.
+# one ignored finding: docs/deploy-ecs.md; the Lambda template's two skips:
+# docs/deploy-lambda.md.
 if [ ! -x .venv-iac/bin/checkov ] || [ ! -x .venv-iac/bin/parliament ]; then
     say ".venv-iac has no checkov or parliament: run scripts/setup.sh --for-tests"
     exit 1
