@@ -85,6 +85,19 @@ fn every_figure_is_there(report: &Report) {
         assert_eq!(drain.invoiced_once, drain.orders, "{drain:?}");
         assert!(drain.events_per_sec > 0.0, "{drain:?}");
     }
+    assert_eq!(report.functions.len(), 1, "one emulator in the smoke plan");
+    let drains = &report.functions[0].drains;
+    assert_eq!(
+        drains.iter().map(|d| d.concurrency).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    for drain in drains {
+        assert_eq!(drain.invoiced_once, drain.orders, "{drain:?}");
+        assert_eq!(drain.init_ms.len(), drain.concurrency as usize, "{drain:?}");
+        assert!(drain.init_ms.iter().all(|ms| *ms > 0.0), "{drain:?}");
+        assert!(!drain.first_invocation_ms.is_empty(), "{drain:?}");
+        assert!(drain.events_per_sec > 0.0, "{drain:?}");
+    }
     assert_eq!(report.runs.len(), 1);
     let run = &report.runs[0];
     assert!(run.postgres.orders_per_sec > 0.0, "{:?}", run.postgres);

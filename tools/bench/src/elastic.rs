@@ -155,7 +155,7 @@ async fn drain(stack: &mut Stack, plan: &Plan, instances: u32) -> anyhow::Result
 
 /// Commits `plan.burst` orders and waits until the order relay has published
 /// them all (the consumers are frozen meanwhile).
-async fn publish_burst(
+pub(crate) async fn publish_burst(
     subject: &Subject,
     observer: &Observer,
     plan: &Plan,
@@ -183,7 +183,7 @@ async fn publish_burst(
 }
 
 /// How many of `ids` have exactly one invoice.
-async fn invoiced_once(subject: &Subject, ids: &[Uuid]) -> anyhow::Result<usize> {
+pub(crate) async fn invoiced_once(subject: &Subject, ids: &[Uuid]) -> anyhow::Result<usize> {
     let db = sqlx::PgPool::connect(subject.endpoints.database(Service::Invoice)).await?;
     let once: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT order_id FROM invoices WHERE order_id = ANY($1) \

@@ -30,7 +30,9 @@
 //!    configured one and the single-flight one) at each.
 //! 4. **Elasticity** (`elastic`, unless `elastic_instances` is empty): on
 //!    each emulator, one burst drained by 1, 2 and 4 invoice instances side
-//!    by side.
+//!    by side; then the invoice consumer as a **Lambda function**
+//!    (`functions`): cold and warm invocations, and the drain with 1, 2 and
+//!    4 function instances.
 //! 5. The **report** (`report`, `chart`): a table on the terminal, JSON,
 //!    Markdown and an SVG chart under the results folder, with each
 //!    emulator's ceilings beside what the services sustained on it.
@@ -43,6 +45,7 @@ pub mod auth_cost;
 pub mod ceiling;
 pub mod chart;
 pub mod elastic;
+pub mod functions;
 pub mod hops;
 pub mod plan;
 pub mod report;
@@ -156,10 +159,11 @@ pub async fn run(plan: &Plan, results: &Path, command: &str) -> anyhow::Result<(
         }
         roundtrip::judge(&mut round_trips);
     }
-    let mut elasticity = Vec::new();
+    let (mut elasticity, mut functions) = (Vec::new(), Vec::new());
     if running.is_none() && !plan.round_trips_only && !plan.elastic_instances.is_empty() {
         for kind in &plan.emulators {
             elasticity.push(elastic::run(*kind, plan, &log_dir).await?);
+            functions.push(functions::run(*kind, plan, &log_dir).await?);
         }
     }
     let report = Report {
@@ -179,6 +183,7 @@ pub async fn run(plan: &Plan, results: &Path, command: &str) -> anyhow::Result<(
         runs,
         round_trips,
         elasticity,
+        functions,
     };
     report.write(&dir)?;
     Ok((report, dir))

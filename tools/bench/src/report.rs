@@ -105,6 +105,9 @@ pub struct Report {
     pub round_trips: Vec<super::roundtrip::RoundTripRun>,
     /// The elasticity step, per emulator (empty when not asked for).
     pub elasticity: Vec<super::elastic::ElasticRun>,
+    /// The invoice consumer as a Lambda function, per emulator (with the
+    /// elasticity step).
+    pub functions: Vec<super::functions::FunctionRun>,
 }
 
 const RELAY_P99_MS: f64 = 20.0;
@@ -364,6 +367,9 @@ impl Report {
         }
         if !self.elasticity.is_empty() {
             super::elastic::markdown(&mut md, &self.elasticity);
+        }
+        if !self.functions.is_empty() {
+            super::functions::markdown(&mut md, &self.functions);
         }
         md
     }

@@ -464,22 +464,4 @@ impl EventSourceMapping {
         anyhow::ensure!(out.failed.is_empty(), "deletes refused: {:?}", out.failed);
         Ok(out.successful.len())
     }
-
-    /// Polls until `stop`, as the mapping does while it is enabled; a poll
-    /// that fails is logged and tried again after a pause.
-    pub async fn run(&self, api: &RuntimeApi, stop: CancellationToken) {
-        while !stop.is_cancelled() {
-            let polled = tokio::select! {
-                polled = self.poll_once(api, FUNCTION_TIMEOUT) => polled,
-                _ = stop.cancelled() => break,
-            };
-            if let Err(e) = polled {
-                eprintln!("event source mapping: poll failed: {e:#}");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stop.cancelled() => break,
-                }
-            }
-        }
-    }
 }
