@@ -46,12 +46,18 @@ pub async fn run<H: Handler>(
     handler: Arc<H>,
 ) -> Result<(), Error> {
     let env = Env::process();
-    let _telemetry = platform::telemetry::init(&env, service)?;
+    let telemetry = Arc::new(platform::telemetry::init(&env, service)?);
     let function = Arc::new(Function::connect(service, &env, migrator, handler).await?);
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
-            let function = function.clone();
-            async move { function.invoke(event.payload).await }
+            let (function, telemetry) = (function.clone(), telemetry.clone());
+            async move {
+                let answer = function.invoke(event.payload).await;
+                // Lambda may freeze the process once it answers: the spans
+                // of this invocation leave now.
+                telemetry.flush().await;
+                answer
+            }
         },
     ))
     .await

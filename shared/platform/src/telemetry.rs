@@ -124,6 +124,24 @@ pub fn init<F: Fn(&str) -> Option<String>>(
     Ok(Telemetry { provider })
 }
 
+impl Telemetry {
+    /// Exports every span ended so far, and waits for it (bounded by the
+    /// exporter's timeout). For a process that may be frozen between two
+    /// pieces of work: a Lambda function after each invocation, where the
+    /// batch exporter's next scheduled export might come minutes later.
+    pub async fn flush(&self) {
+        let Some(provider) = self.provider.clone() else {
+            return;
+        };
+        // `force_flush` blocks its thread until the export is done.
+        match tokio::task::spawn_blocking(move || provider.force_flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "spans could not be exported"),
+            Err(e) => tracing::warn!(error = %e, "the span export did not finish"),
+        }
+    }
+}
+
 impl Drop for Telemetry {
     fn drop(&mut self) {
         if let Some(provider) = self.provider.take()

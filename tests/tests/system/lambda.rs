@@ -16,6 +16,7 @@ use platform::consumer::DLQ_REASON_ATTRIBUTE;
 use platform::failpoints;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use testkit::otlp::OtlpReceiver;
 use testkit::wait;
 use uuid::Uuid;
 
@@ -24,10 +25,17 @@ use crate::flow::{wait_for_effects, wait_for_status};
 const FUNCTION: &str = "invoice-function";
 const SETTLE: Duration = Duration::from_secs(60);
 
-/// The stack, with the invoice service's queue left to its function.
-async fn start_stack(name: &str) -> anyhow::Result<(Stack, aws_sdk_sqs::Client, String)> {
-    let options =
+/// The stack, with the invoice service's queue left to its function, and
+/// `env` for every service (and so for the function).
+async fn start_stack(
+    name: &str,
+    env: &[(&str, &str)],
+) -> anyhow::Result<(Stack, aws_sdk_sqs::Client, String)> {
+    let mut options =
         StackOptions::for_test(name)?.with_env(Service::Invoice, "CONSUMERS_ENABLED", "false");
+    for (key, value) in env {
+        options = options.with_service_env(key, value);
+    }
     let stack = Stack::start(options).await?;
     let sqs = aws_sdk_sqs::Client::new(&emulator_config(&stack.emulator.endpoint()).await);
     let queue = stack.topology.queues_of(Service::Invoice)[0]
@@ -75,7 +83,15 @@ async fn wait_for_visible(sqs: &aws_sdk_sqs::Client, queue: &str, n: u64) -> any
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_order_flow_completes_with_the_invoice_consumer_as_a_lambda_function()
 -> anyhow::Result<()> {
-    let (mut stack, sqs, queue) = start_stack("lambda-flow").await?;
+    let receiver = OtlpReceiver::start().await?;
+    let (mut stack, sqs, queue) = start_stack(
+        "lambda-flow",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    )
+    .await?;
     let api = RuntimeApi::start(FUNCTION).await?;
     let spawned = Instant::now();
     let mut function = start_function(&mut stack, &api, &[], "invoice-function.log")?;
@@ -119,6 +135,36 @@ async fn the_order_flow_completes_with_the_invoice_consumer_as_a_lambda_function
             })
             .await?;
         }
+        // The trace goes on through the function: its span of the message
+        // is a child of the order relay's publish.
+        let order = ids[0].to_string();
+        wait::until("the function's span in the order's trace", SETTLE, || {
+            let spans = receiver.spans();
+            let order = order.clone();
+            async move {
+                let process = spans
+                    .iter()
+                    .find(|s| {
+                        s.service == "invoice-service"
+                            && s.name == "process invoice-orders"
+                            && s.attribute("order_id") == Some(&order)
+                    })
+                    .ok_or("no span of the function for the order yet")?;
+                let parent = spans
+                    .iter()
+                    .find(|s| Some(s.span_id.as_str()) == process.parent_span_id.as_deref())
+                    .ok_or(format!("the function's span has no parent here: {process:?}"))?;
+                if parent.service == "order-service"
+                    && parent.name == "publish orders"
+                    && parent.trace_id == process.trace_id
+                {
+                    Ok(())
+                } else {
+                    Err(format!("its parent is not the order relay's publish: {parent:?}"))
+                }
+            }
+        })
+        .await?;
         let init = api
             .first_poll()
             .context("the function never polled")?
@@ -150,7 +196,7 @@ async fn the_order_flow_completes_with_the_invoice_consumer_as_a_lambda_function
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_with_a_poison_and_a_failing_message_fails_only_the_failing_one()
 -> anyhow::Result<()> {
-    let (mut stack, sqs, queue) = start_stack("lambda-batch").await?;
+    let (mut stack, sqs, queue) = start_stack("lambda-batch", &[]).await?;
     let api = RuntimeApi::start(FUNCTION).await?;
     let invoice_db = PgPool::connect(&stack.database_urls["invoice"]).await?;
     // Before the function connects: its sessions take the role's settings.
@@ -328,7 +374,7 @@ async fn partial_batch(
 /// function, publishes it, and the order is invoiced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweep_publishes_what_a_killed_invocation_left() -> anyhow::Result<()> {
-    let (mut stack, sqs, queue) = start_stack("lambda-sweep").await?;
+    let (mut stack, sqs, queue) = start_stack("lambda-sweep", &[]).await?;
     let api = RuntimeApi::start(FUNCTION).await?;
     let crash = format!("{}=return", failpoints::CONSUMER_AFTER_COMMIT);
     let mut killed = start_function(
