@@ -466,3 +466,155 @@ async fn the_sweep_publishes_what_a_killed_invocation_left() -> anyhow::Result<(
     }
     result
 }
+
+/// The function packaged as Lambda wants it (a zip whose `bootstrap` is the
+/// binary) and deployed to MiniStack's own Lambda, which runs `provided.*`
+/// functions as local processes behind its Runtime API, with its own SQS
+/// event source mapping honouring partial batch responses: our function
+/// under a Lambda emulator that is not ours. Always on MiniStack (the other
+/// emulators have no Lambda that runs a binary).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_invoice_function_runs_on_ministacks_lambda_behind_its_event_source_mapping()
+-> anyhow::Result<()> {
+    use aws_sdk_lambda::primitives::Blob;
+    use aws_sdk_lambda::types::{Environment, FunctionCode, FunctionResponseType, Runtime};
+
+    let mut options = StackOptions::for_test("lambda-ministack")?.with_env(
+        Service::Invoice,
+        "CONSUMERS_ENABLED",
+        "false",
+    );
+    options.emulator = testkit::emulator::EmulatorKind::Ministack;
+    let mut stack = Stack::start(options).await?;
+    let sdk = emulator_config(&stack.emulator.endpoint()).await;
+    let (sqs, lambda) = (
+        aws_sdk_sqs::Client::new(&sdk),
+        aws_sdk_lambda::Client::new(&sdk),
+    );
+    let queue = stack.topology.queues_of(Service::Invoice)[0]
+        .name
+        .to_string();
+    let result = async {
+        let binary = std::fs::read(bin_dir()?.join(FUNCTION))?;
+        let mut package = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        package.start_file(
+            "bootstrap",
+            zip::write::SimpleFileOptions::default().unix_permissions(0o755),
+        )?;
+        std::io::Write::write_all(&mut package, &binary)?;
+        let package = package.finish()?.into_inner();
+        let variables = stack
+            .service(Service::Invoice)
+            .env()
+            .iter()
+            .cloned()
+            .collect();
+        lambda
+            .create_function()
+            .function_name(FUNCTION)
+            .runtime(Runtime::Providedal2023)
+            .handler("bootstrap")
+            .role("arn:aws:iam::000000000000:role/invoice-function")
+            .timeout(30)
+            .memory_size(256)
+            .code(FunctionCode::builder().zip_file(Blob::new(package)).build())
+            .environment(
+                Environment::builder()
+                    .set_variables(Some(variables))
+                    .build(),
+            )
+            .send()
+            .await?;
+        let queue_url = sqs
+            .get_queue_url()
+            .queue_name(&queue)
+            .send()
+            .await?
+            .queue_url
+            .context("queue URL")?;
+        let queue_arn = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await?
+            .attributes
+            .and_then(|a| {
+                a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                    .cloned()
+            })
+            .context("queue ARN")?;
+        lambda
+            .create_event_source_mapping()
+            .function_name(FUNCTION)
+            .event_source_arn(queue_arn)
+            .batch_size(10)
+            .function_response_types(FunctionResponseType::ReportBatchItemFailures)
+            .enabled(true)
+            .send()
+            .await?;
+
+        // Orders through the whole flow, and a poison message among them:
+        // the function sends it to the DLQ with its reason and succeeds.
+        let client = Client::for_stack(&stack);
+        let mut ids = Vec::new();
+        for n in 0..3 {
+            let body = order_body(&format!("ministack-{n}"), &[("SKU-M", 1, 990)]);
+            ids.push(client.place(&body).await?);
+        }
+        sqs.send_message()
+            .queue_url(&queue_url)
+            .message_body("not an event either")
+            .send()
+            .await?;
+        for id in &ids {
+            wait_for_status(&client, *id, "INVOICED").await?;
+            assert_eq!(client.invoices_of(*id).await?.len(), 1, "order {id}");
+        }
+        let dlq = format!("{queue}-dlq");
+        wait::until("the poison in the DLQ", SETTLE, || async {
+            match probe::queue_depth(&sqs, &dlq).await {
+                Ok((1, _)) => Ok(()),
+                Ok(depth) => Err(format!("(visible, in flight) = {depth:?}")),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await?;
+        let dlq_url = sqs
+            .get_queue_url()
+            .queue_name(&dlq)
+            .send()
+            .await?
+            .queue_url
+            .context("DLQ URL")?;
+        let dead = sqs
+            .receive_message()
+            .queue_url(&dlq_url)
+            .message_attribute_names("All")
+            .send()
+            .await?
+            .messages
+            .unwrap_or_default();
+        let reason = dead
+            .first()
+            .and_then(|m| m.message_attributes())
+            .and_then(|a| a.get(DLQ_REASON_ATTRIBUTE))
+            .and_then(|v| v.string_value());
+        assert!(
+            reason.is_some_and(|r| !r.is_empty()),
+            "the function dead-lettered the poison with its reason: {dead:?}"
+        );
+        // Deleted by the mapping once the function answered: nothing left.
+        probe::wait_until_drained(&sqs, &[queue.as_str()], SETTLE).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    if result.is_err() {
+        eprintln!(
+            "{}\n--- emulator ---\n{}",
+            stack.logs(40),
+            stack.emulator.process().log_tail(80)
+        );
+    }
+    result
+}
