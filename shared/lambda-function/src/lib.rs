@@ -47,8 +47,10 @@ pub async fn run<H: Handler>(
 ) -> Result<(), Error> {
     let env = Env::process();
     let telemetry = Arc::new(platform::telemetry::init(&env, service)?);
-    let function = Arc::new(Function::connect(service, &env, migrator, handler).await?);
-    lambda_runtime::run(lambda_runtime::service_fn(
+    // Boxed: the nested futures of a handler with a sender inside are deep
+    // enough to overflow the compiler's layout depth in release builds.
+    let function = Arc::new(Box::pin(Function::connect(service, &env, migrator, handler)).await?);
+    let serve = lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
             let (function, telemetry) = (function.clone(), telemetry.clone());
             async move {
@@ -59,8 +61,8 @@ pub async fn run<H: Handler>(
                 answer
             }
         },
-    ))
-    .await
+    ));
+    Box::pin(serve).await
 }
 
 /// The process's exit code: a failure (a bad setting, a database that never
