@@ -50,16 +50,7 @@ const DATA_KEY_REUSE_SECS: i32 = 300;
 pub fn render(topology: &Topology) -> Value {
     let mut resources = Map::new();
     resources.insert(KEY.into(), key(topology));
-    resources.insert(
-        "MessagingKeyAlias".into(),
-        json!({
-            "Type": "AWS::KMS::Alias",
-            "Properties": {
-                "AliasName": {"Fn::Sub": "alias/${AWS::StackName}-messaging"},
-                "TargetKeyId": {"Ref": KEY}
-            }
-        }),
-    );
+    resources.insert("MessagingKeyAlias".into(), key_alias("messaging", KEY));
     for topic in &topology.topics {
         resources.insert(topic_id(topic.name), topic_resource(topic));
         resources.insert(
@@ -303,49 +294,88 @@ fn key(topology: &Topology) -> Value {
             Source::Subscription { .. } => None,
         })
         .collect();
+    let delivers = |sid: &str, service: &str, sources: Vec<Value>| {
+        json!({
+            "Sid": sid,
+            "Effect": "Allow",
+            "Principal": {"Service": service},
+            "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
+            "Resource": "*",
+            "Condition": {"ArnEquals": {"aws:SourceArn": sources}}
+        })
+    };
+    customer_managed_key(
+        "encrypts the topics and queues",
+        vec![
+            delivers("SnsDeliversToEncryptedQueues", "sns.amazonaws.com", topics),
+            delivers(
+                "EventBridgeDeliversToEncryptedQueues",
+                "events.amazonaws.com",
+                rules,
+            ),
+            json!({
+                "Sid": "CloudWatchPublishesAlarms",
+                "Effect": "Allow",
+                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+            }),
+        ],
+    )
+}
+
+/// A customer managed key that the stack's deletion keeps (what it encrypted
+/// stays readable) and rotates yearly. The account administers it through
+/// IAM, so that role policies can grant its use; `statements` name who else
+/// may use it, and for what.
+pub(crate) fn customer_managed_key(description: &str, statements: Vec<Value>) -> Value {
+    let mut all = vec![json!({
+        "Sid": "TheAccountAdministersTheKeyThroughIam",
+        "Effect": "Allow",
+        "Principal": {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}},
+        "Action": "kms:*",
+        "Resource": "*"
+    })];
+    all.extend(statements);
     json!({
         "Type": "AWS::KMS::Key",
         "DeletionPolicy": "Retain",
         "UpdateReplacePolicy": "Retain",
         "Properties": {
-            "Description": {"Fn::Sub": "${AWS::StackName}: encrypts the topics and queues"},
+            "Description": {"Fn::Sub": format!("${{AWS::StackName}}: {description}")},
             "EnableKeyRotation": true,
             "KeyPolicy": {
                 "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Sid": "TheAccountAdministersTheKeyThroughIam",
-                        "Effect": "Allow",
-                        "Principal": {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}},
-                        "Action": "kms:*",
-                        "Resource": "*"
-                    },
-                    {
-                        "Sid": "SnsDeliversToEncryptedQueues",
-                        "Effect": "Allow",
-                        "Principal": {"Service": "sns.amazonaws.com"},
-                        "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
-                        "Resource": "*",
-                        "Condition": {"ArnEquals": {"aws:SourceArn": topics}}
-                    },
-                    {
-                        "Sid": "EventBridgeDeliversToEncryptedQueues",
-                        "Effect": "Allow",
-                        "Principal": {"Service": "events.amazonaws.com"},
-                        "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
-                        "Resource": "*",
-                        "Condition": {"ArnEquals": {"aws:SourceArn": rules}}
-                    },
-                    {
-                        "Sid": "CloudWatchPublishesAlarms",
-                        "Effect": "Allow",
-                        "Principal": {"Service": "cloudwatch.amazonaws.com"},
-                        "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
-                        "Resource": "*",
-                        "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
-                    }
-                ]
+                "Statement": all
             }
+        }
+    })
+}
+
+/// The key policy statement that lets CloudWatch Logs encrypt the log groups
+/// whose names start with `prefix` (it can use a key only when its policy
+/// says so).
+pub(crate) fn logs_may_use_key(prefix: &str) -> Value {
+    json!({
+        "Sid": "CloudWatchLogsEncryptsTheStacksLogGroups",
+        "Effect": "Allow",
+        "Principal": {"Service": {"Fn::Sub": "logs.${AWS::Region}.amazonaws.com"}},
+        "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+        "Resource": "*",
+        "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": {
+            "Fn::Sub": format!("arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:{prefix}*")
+        }}}
+    })
+}
+
+/// The alias `alias/<stack>-<suffix>` of the key `key`.
+pub(crate) fn key_alias(suffix: &str, key: &str) -> Value {
+    json!({
+        "Type": "AWS::KMS::Alias",
+        "Properties": {
+            "AliasName": {"Fn::Sub": format!("alias/${{AWS::StackName}}-{suffix}")},
+            "TargetKeyId": {"Ref": key}
         }
     })
 }

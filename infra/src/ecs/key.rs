@@ -6,7 +6,9 @@
 //! only when the key policy names it. Secrets Manager and RDS use it on behalf
 //! of the principals the account allows through IAM (the first statement).
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
+
+use crate::cloudformation::{customer_managed_key, key_alias, logs_may_use_key};
 
 /// The logical id of the key.
 pub(super) const KEY: &str = "ComputeKey";
@@ -18,46 +20,10 @@ pub(super) const LOG_GROUP_PREFIX: &str = "/ecs/${AWS::StackName}/";
 pub(super) fn add(resources: &mut Map<String, Value>) {
     resources.insert(
         KEY.into(),
-        json!({
-            "Type": "AWS::KMS::Key",
-            "DeletionPolicy": "Retain",
-            "UpdateReplacePolicy": "Retain",
-            "Properties": {
-                "Description": {"Fn::Sub": "${AWS::StackName}: encrypts the services' logs, database secrets and databases"},
-                "EnableKeyRotation": true,
-                "KeyPolicy": {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "TheAccountAdministersTheKeyThroughIam",
-                            "Effect": "Allow",
-                            "Principal": {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}},
-                            "Action": "kms:*",
-                            "Resource": "*"
-                        },
-                        {
-                            "Sid": "CloudWatchLogsEncryptsTheStacksLogGroups",
-                            "Effect": "Allow",
-                            "Principal": {"Service": {"Fn::Sub": "logs.${AWS::Region}.amazonaws.com"}},
-                            "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
-                            "Resource": "*",
-                            "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": {
-                                "Fn::Sub": format!("arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:{LOG_GROUP_PREFIX}*")
-                            }}}
-                        }
-                    ]
-                }
-            }
-        }),
+        customer_managed_key(
+            "encrypts the services' logs, database secrets and databases",
+            vec![logs_may_use_key(LOG_GROUP_PREFIX)],
+        ),
     );
-    resources.insert(
-        "ComputeKeyAlias".into(),
-        json!({
-            "Type": "AWS::KMS::Alias",
-            "Properties": {
-                "AliasName": {"Fn::Sub": "alias/${AWS::StackName}-compute"},
-                "TargetKeyId": {"Ref": KEY}
-            }
-        }),
-    );
+    resources.insert("ComputeKeyAlias".into(), key_alias("compute", KEY));
 }
