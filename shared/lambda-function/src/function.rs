@@ -7,11 +7,10 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::SqsBatchResponse;
 use aws_sdk_sqs::types::Message;
 use contracts::topology::{Service, Topology};
-use platform::app::{ServiceRelay, migrate_with_retry};
+use platform::app::{ServiceRelay, connect_database};
 use platform::aws::{self, AwsClients};
-use platform::config::{CommonSettings, ConfigError, Env};
+use platform::config::{CommonSettings, Env};
 use platform::consumer::{Consumer, Delivered, Disposition, Handler};
-use platform::db;
 use serde_json::{Value, json};
 use sqlx::migrate::Migrator;
 
@@ -75,13 +74,7 @@ impl<H: Handler> Function<H> {
             tracing::warn!(failpoints = %spec, "fail points armed");
         }
         let aws = AwsClients::new(&aws::load_config().await?);
-        let pool = db::pool(
-            &settings.database_url,
-            settings.database_max_connections,
-            settings.database_acquire_timeout,
-        )
-        .map_err(|e| ConfigError::new("DATABASE_URL", format!("is invalid: {e}")))?;
-        migrate_with_retry(&pool, migrator).await?;
+        let pool = connect_database(&settings, migrator).await?;
         let topology = Topology::declare(settings.orders_chain);
         let mut consumers = HashMap::new();
         for queue in topology.queues_of(service) {

@@ -129,13 +129,7 @@ impl Runtime {
             Verifier::new(&edge.auth).map_err(|e| StartupError::Http(std::io::Error::other(e)))?;
         let sdk = aws::load_config().await?;
         let aws = AwsClients::new(&sdk);
-        let pool = db::pool(
-            &settings.database_url,
-            settings.database_max_connections,
-            settings.database_acquire_timeout,
-        )
-        .map_err(|e| ConfigError::new("DATABASE_URL", format!("is invalid: {e}")))?;
-        migrate_with_retry(&pool, migrator).await?;
+        let pool = connect_database(&settings, migrator).await?;
         Ok(Runtime {
             service,
             settings,
@@ -329,8 +323,24 @@ impl ServiceRelay {
     }
 }
 
+/// The service's pool, its database migrated (waiting, with backoff, for a
+/// database that is not up yet).
+pub async fn connect_database(
+    settings: &CommonSettings,
+    migrator: Migrator,
+) -> Result<PgPool, StartupError> {
+    let pool = db::pool(
+        &settings.database_url,
+        settings.database_max_connections,
+        settings.database_acquire_timeout,
+    )
+    .map_err(|e| ConfigError::new("DATABASE_URL", format!("is invalid: {e}")))?;
+    migrate_with_retry(&pool, migrator).await?;
+    Ok(pool)
+}
+
 /// Applies migrations, retrying with backoff while the database is not up yet.
-pub async fn migrate_with_retry(pool: &PgPool, migrator: Migrator) -> Result<(), StartupError> {
+async fn migrate_with_retry(pool: &PgPool, migrator: Migrator) -> Result<(), StartupError> {
     let deadline = tokio::time::Instant::now() + MIGRATE_DEADLINE;
     let mut backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(200))
