@@ -16,13 +16,12 @@
 //! Postgres: the figure shows where adding instances stops helping here, not
 //! what AWS would give.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use contracts::topology::{Chain, Service};
+use contracts::topology::Service;
 use harness::observe::Observer;
-use harness::stack::{PostgresSource, Stack, StackOptions};
+use harness::stack::Stack;
 use nix::sys::signal::Signal;
 use serde::Serialize;
 use testkit::emulator::EmulatorKind;
@@ -60,23 +59,9 @@ pub async fn run(kind: EmulatorKind, plan: &Plan, log_dir: &Path) -> anyhow::Res
         "== {kind}: elasticity (invoice instances {:?})",
         plan.elastic_instances
     );
-    let mut stack = Stack::start(StackOptions {
-        postgres: PostgresSource::EphemeralPerService,
-        emulator: kind,
-        emulator_port: None,
-        service_ports: None,
-        database_prefix: String::new(),
-        service_env: std::iter::once(("RUST_LOG".to_string(), plan.service_log.clone()))
-            .chain(plan.service_env.iter().cloned())
-            .collect(),
-        orders_chain: Chain::Standard,
-        env_for: BTreeMap::from([(
-            Service::Invoice.name(),
-            vec![("CONSUMERS_ENABLED".to_string(), "false".to_string())],
-        )]),
-        log_dir: log_dir.join(format!("elastic-{kind}")),
-    })
-    .await?;
+    let log_dir = log_dir.join(format!("elastic-{kind}"));
+    let options = super::stack_options(kind, plan, &log_dir, super::invoice_consumers_off());
+    let mut stack = Stack::start(options).await?;
     let mut drains = Vec::new();
     let mut result = Ok(());
     for &instances in &plan.elastic_instances {
@@ -116,7 +101,7 @@ async fn drain(stack: &mut Stack, plan: &Plan, instances: u32) -> anyhow::Result
     for replica in &stack.replicas {
         replica.signal(Signal::SIGSTOP)?;
     }
-    let published = publish_burst(&subject, &observer, plan).await;
+    let published = step::publish_burst(&subject, &observer, plan).await;
     let thawed: DateTime<Utc> = Utc::now();
     for replica in &stack.replicas {
         replica.signal(Signal::SIGCONT)?;
@@ -151,35 +136,6 @@ async fn drain(stack: &mut Stack, plan: &Plan, instances: u32) -> anyhow::Result
         replica.stop(Signal::SIGTERM).await?;
     }
     measured
-}
-
-/// Commits `plan.burst` orders and waits until the order relay has published
-/// them all (the consumers are frozen meanwhile).
-pub(crate) async fn publish_burst(
-    subject: &Subject,
-    observer: &Observer,
-    plan: &Plan,
-) -> anyhow::Result<Vec<Uuid>> {
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(plan.postgres_concurrency as u32)
-        .connect(subject.endpoints.database(Service::Order))
-        .await?;
-    let (ids, _) = step::commit_orders(&pool, plan).await?;
-    pool.close().await;
-    testkit::wait::until(
-        "the order relay to publish",
-        plan.drain_deadline,
-        || async {
-            match observer.outbox_backlog(Service::Order).await {
-                Ok(0) => Ok(()),
-                Ok(n) => Err(format!("{n} unpublished")),
-                Err(e) => Err(e.to_string()),
-            }
-        },
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(ids)
 }
 
 /// How many of `ids` have exactly one invoice.

@@ -17,15 +17,14 @@
 //! package, starting the micro-VM), the network to RDS and SQS, and the
 //! mapping's own scaling; a release build of the same binary is what runs.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use contracts::topology::{Chain, Service};
+use contracts::topology::Service;
 use harness::lambda::{Answer, EventSourceMapping, FunctionProcess, RuntimeApi};
 use harness::observe::Observer;
-use harness::stack::{PostgresSource, Stack, StackOptions, bin_dir, emulator_config};
+use harness::stack::{Stack, bin_dir, emulator_config};
 use serde::Serialize;
 use testkit::emulator::EmulatorKind;
 use uuid::Uuid;
@@ -33,7 +32,7 @@ use uuid::Uuid;
 use super::elastic;
 use super::hops::{Histogram, Percentiles};
 use super::plan::Plan;
-use super::step::Subject;
+use super::step::{self, Subject};
 
 const FUNCTION: &str = "invoice-function";
 
@@ -69,23 +68,8 @@ pub async fn run(kind: EmulatorKind, plan: &Plan, log_dir: &Path) -> anyhow::Res
         plan.elastic_instances
     );
     let log_dir = log_dir.join(format!("lambda-{kind}"));
-    let mut stack = Stack::start(StackOptions {
-        postgres: PostgresSource::EphemeralPerService,
-        emulator: kind,
-        emulator_port: None,
-        service_ports: None,
-        database_prefix: String::new(),
-        service_env: std::iter::once(("RUST_LOG".to_string(), plan.service_log.clone()))
-            .chain(plan.service_env.iter().cloned())
-            .collect(),
-        orders_chain: Chain::Standard,
-        env_for: BTreeMap::from([(
-            Service::Invoice.name(),
-            vec![("CONSUMERS_ENABLED".to_string(), "false".to_string())],
-        )]),
-        log_dir: log_dir.clone(),
-    })
-    .await?;
+    let options = super::stack_options(kind, plan, &log_dir, super::invoice_consumers_off());
+    let mut stack = Stack::start(options).await?;
     let result = async {
         let mut drains = Vec::new();
         for &concurrency in &plan.elastic_instances {
@@ -130,7 +114,7 @@ async fn drain(
 ) -> anyhow::Result<FunctionDrain> {
     let subject = Subject::of(stack)?;
     let observer = Observer::new(&subject.endpoints, &subject.topology).await?;
-    let ids = elastic::publish_burst(&subject, &observer, plan).await?;
+    let ids = step::publish_burst(&subject, &observer, plan).await?;
     let env = stack.service(Service::Invoice).env().to_vec();
     let binary = bin_dir()?.join(FUNCTION);
     let sqs = aws_sdk_sqs::Client::new(&emulator_config(&stack.emulator.endpoint()).await);

@@ -201,10 +201,15 @@ fn read_description(path: &Path) -> anyhow::Result<StackDescription> {
     Ok(stack)
 }
 
-/// A stack of its own on `kind`: started, measured, stopped.
-async fn run_on(kind: EmulatorKind, plan: &Plan, log_dir: &Path) -> anyhow::Result<Run> {
-    println!("== {kind}: starting the stack");
-    let mut stack = Stack::start(StackOptions {
+/// A stack of the benchmark's on `kind`: one Postgres server per service,
+/// the plan's log level and settings for every service, `env_for` for some.
+pub(crate) fn stack_options(
+    kind: EmulatorKind,
+    plan: &Plan,
+    log_dir: &Path,
+    env_for: BTreeMap<&'static str, Vec<(String, String)>>,
+) -> StackOptions {
+    StackOptions {
         postgres: PostgresSource::EphemeralPerService,
         emulator: kind,
         emulator_port: None,
@@ -214,10 +219,24 @@ async fn run_on(kind: EmulatorKind, plan: &Plan, log_dir: &Path) -> anyhow::Resu
             .chain(plan.service_env.iter().cloned())
             .collect(),
         orders_chain: Chain::Standard,
-        env_for: BTreeMap::new(),
+        env_for,
         log_dir: log_dir.to_path_buf(),
-    })
-    .await?;
+    }
+}
+
+/// The invoice service serving its API only: its queue is left to the
+/// instances or functions a step starts.
+pub(crate) fn invoice_consumers_off() -> BTreeMap<&'static str, Vec<(String, String)>> {
+    BTreeMap::from([(
+        Service::Invoice.name(),
+        vec![("CONSUMERS_ENABLED".to_string(), "false".to_string())],
+    )])
+}
+
+/// A stack of its own on `kind`: started, measured, stopped.
+async fn run_on(kind: EmulatorKind, plan: &Plan, log_dir: &Path) -> anyhow::Result<Run> {
+    println!("== {kind}: starting the stack");
+    let mut stack = Stack::start(stack_options(kind, plan, log_dir, BTreeMap::new())).await?;
     let result = async {
         let subject = Subject::of(&mut stack)?;
         let admin_url = stack

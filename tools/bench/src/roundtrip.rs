@@ -375,36 +375,14 @@ async fn consumer_burst(
     plan: &Plan,
 ) -> anyhow::Result<ConsumerBurst> {
     let consumers = [Service::Invoice, Service::Notification];
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(plan.postgres_concurrency as u32)
-        .connect(subject.endpoints.database(Service::Order))
-        .await?;
     for service in consumers {
         subject.signal(service, Signal::SIGSTOP)?;
     }
-    let published = async {
-        let (ids, _) = step::commit_orders(&pool, plan).await?;
-        testkit::wait::until(
-            "the order relay to publish",
-            plan.drain_deadline,
-            || async {
-                match observer.outbox_backlog(Service::Order).await {
-                    Ok(0) => Ok(()),
-                    Ok(n) => Err(format!("{n} unpublished")),
-                    Err(e) => Err(e.to_string()),
-                }
-            },
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        anyhow::Ok(ids)
-    }
-    .await;
+    let published = step::publish_burst(subject, observer, plan).await;
     let thawed: DateTime<Utc> = Utc::now();
     for service in consumers {
         subject.signal(service, Signal::SIGCONT)?;
     }
-    pool.close().await;
     let ids = published?;
     step::wait_until_complete(observer, &ids, plan.drain_deadline, || {})
         .await

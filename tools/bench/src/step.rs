@@ -611,6 +611,36 @@ pub struct Burst {
     pub completed: usize,
 }
 
+/// Commits `plan.burst` orders and waits until the order relay has published
+/// them all: a backlog for the consumers a step then times (frozen, or not
+/// started yet, meanwhile).
+pub async fn publish_burst(
+    subject: &Subject,
+    observer: &Observer,
+    plan: &Plan,
+) -> anyhow::Result<Vec<Uuid>> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(plan.postgres_concurrency as u32)
+        .connect(subject.endpoints.database(Service::Order))
+        .await?;
+    let (ids, _) = commit_orders(&pool, plan).await?;
+    pool.close().await;
+    wait::until(
+        "the order relay to publish",
+        plan.drain_deadline,
+        || async {
+            match observer.outbox_backlog(Service::Order).await {
+                Ok(0) => Ok(()),
+                Ok(n) => Err(format!("{n} unpublished")),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(ids)
+}
+
 /// Commits `plan.burst` orders straight into the order service's database
 /// (its own `place_order`, from `plan.postgres_concurrency` tasks); returns
 /// their ids and how long the commits took.
