@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use contracts::topology::Service;
 use harness::client::{Client, order_body};
-use harness::lambda::{Answer, EventSourceMapping, FunctionProcess, RuntimeApi};
+use harness::lambda::{Answer, EventSourceMapping, FunctionProcess, RuntimeApi, queue_url_and_arn};
 use harness::probe;
 use harness::stack::{FAILPOINTS_DIR, Stack, StackOptions, bin_dir, emulator_config};
 use platform::consumer::DLQ_REASON_ATTRIBUTE;
@@ -78,6 +78,35 @@ async fn wait_for_visible(sqs: &aws_sdk_sqs::Client, queue: &str, n: u64) -> any
     )
     .await?;
     Ok(())
+}
+
+/// What waits in `queue`'s DLQ (one receive), and the reason each carries.
+async fn dead_letters(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+) -> anyhow::Result<Vec<(Option<String>, Option<String>)>> {
+    let (dlq_url, _) = queue_url_and_arn(sqs, &format!("{queue}-dlq")).await?;
+    let received = sqs
+        .receive_message()
+        .queue_url(&dlq_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(2)
+        .message_attribute_names("All")
+        .send()
+        .await?
+        .messages
+        .unwrap_or_default();
+    Ok(received
+        .iter()
+        .map(|m| {
+            let reason = m
+                .message_attributes()
+                .and_then(|a| a.get(DLQ_REASON_ATTRIBUTE))
+                .and_then(|v| v.string_value())
+                .map(str::to_string);
+            (m.body().map(str::to_string), reason)
+        })
+        .collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,13 +259,7 @@ async fn partial_batch(
         orders.push(client.place(&body).await?);
     }
     wait_for_visible(sqs, queue, 9).await?;
-    let queue_url = sqs
-        .get_queue_url()
-        .queue_name(queue)
-        .send()
-        .await?
-        .queue_url
-        .context("queue URL")?;
+    let (queue_url, _) = queue_url_and_arn(sqs, queue).await?;
     sqs.send_message()
         .queue_url(&queue_url)
         .message_body("this is not an event")
@@ -290,32 +313,13 @@ async fn partial_batch(
         assert_eq!(client.invoices_of(*id).await?.len(), 1, "order {id}");
     }
     assert!(client.invoices_of(held).await?.is_empty());
-    let dlq = format!("{queue}-dlq");
-    let dlq_url = sqs
-        .get_queue_url()
-        .queue_name(&dlq)
-        .send()
-        .await?
-        .queue_url
-        .context("DLQ URL")?;
-    let dead = sqs
-        .receive_message()
-        .queue_url(&dlq_url)
-        .max_number_of_messages(10)
-        .wait_time_seconds(2)
-        .message_attribute_names("All")
-        .send()
-        .await?
-        .messages
-        .unwrap_or_default();
+    let dead = dead_letters(sqs, queue).await?;
     assert_eq!(dead.len(), 1, "the poison alone is in the DLQ: {dead:?}");
-    assert_eq!(dead[0].body(), Some("this is not an event"));
-    let reason = dead[0]
-        .message_attributes()
-        .and_then(|a| a.get(DLQ_REASON_ATTRIBUTE))
-        .and_then(|v| v.string_value())
-        .unwrap_or_default();
-    assert!(!reason.is_empty(), "the DLQ copy says why");
+    assert_eq!(dead[0].0.as_deref(), Some("this is not an event"));
+    assert!(
+        dead[0].1.as_ref().is_some_and(|r| !r.is_empty()),
+        "the DLQ copy says why: {dead:?}"
+    );
 
     // The hold is released; the retried message comes back after its delay
     // and is applied.
@@ -525,25 +529,7 @@ async fn the_invoice_function_runs_on_ministacks_lambda_behind_its_event_source_
             )
             .send()
             .await?;
-        let queue_url = sqs
-            .get_queue_url()
-            .queue_name(&queue)
-            .send()
-            .await?
-            .queue_url
-            .context("queue URL")?;
-        let queue_arn = sqs
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await?
-            .attributes
-            .and_then(|a| {
-                a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                    .cloned()
-            })
-            .context("queue ARN")?;
+        let (queue_url, queue_arn) = queue_url_and_arn(&sqs, &queue).await?;
         lambda
             .create_event_source_mapping()
             .function_name(FUNCTION)
@@ -580,28 +566,11 @@ async fn the_invoice_function_runs_on_ministacks_lambda_behind_its_event_source_
             }
         })
         .await?;
-        let dlq_url = sqs
-            .get_queue_url()
-            .queue_name(&dlq)
-            .send()
-            .await?
-            .queue_url
-            .context("DLQ URL")?;
-        let dead = sqs
-            .receive_message()
-            .queue_url(&dlq_url)
-            .message_attribute_names("All")
-            .send()
-            .await?
-            .messages
-            .unwrap_or_default();
-        let reason = dead
-            .first()
-            .and_then(|m| m.message_attributes())
-            .and_then(|a| a.get(DLQ_REASON_ATTRIBUTE))
-            .and_then(|v| v.string_value());
+        let dead = dead_letters(&sqs, &queue).await?;
         assert!(
-            reason.is_some_and(|r| !r.is_empty()),
+            dead.first()
+                .and_then(|(_, r)| r.as_ref())
+                .is_some_and(|r| !r.is_empty()),
             "the function dead-lettered the poison with its reason: {dead:?}"
         );
         // Deleted by the mapping once the function answered: nothing left.
@@ -614,6 +583,91 @@ async fn the_invoice_function_runs_on_ministacks_lambda_behind_its_event_source_
             "{}\n--- emulator ---\n{}",
             stack.logs(40),
             stack.emulator.process().log_tail(80)
+        );
+    }
+    result
+}
+
+/// The invoice database stops while messages wait: the invocation fails as
+/// a whole (the mapping deletes nothing, as the long-running consumer would
+/// pause), and once the database is back the same messages are applied, each
+/// order invoiced once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_does_not_answer_fails_the_whole_invocation() -> anyhow::Result<()> {
+    let mut options = StackOptions::for_test("lambda-db-down")?
+        .with_env(Service::Invoice, "CONSUMERS_ENABLED", "false")
+        .with_env(Service::Invoice, "DATABASE_ACQUIRE_TIMEOUT_MS", "500");
+    options.postgres = harness::stack::PostgresSource::EphemeralPerService;
+    let mut stack = Stack::start(options).await?;
+    let sqs = aws_sdk_sqs::Client::new(&emulator_config(&stack.emulator.endpoint()).await);
+    let queue = stack.topology.queues_of(Service::Invoice)[0]
+        .name
+        .to_string();
+    let api = RuntimeApi::start(FUNCTION).await?;
+    let function = start_function(&mut stack, &api, &[], "invoice-function.log")?;
+    let result = async {
+        let client = Client::for_stack(&stack);
+        let mut ids = Vec::new();
+        for n in 0..3 {
+            let body = order_body(&format!("db-down-{n}"), &[("SKU-D", 1, 1500)]);
+            ids.push(client.place(&body).await?);
+        }
+        wait_for_visible(&sqs, &queue, 3).await?;
+        stack
+            .database_cluster(Service::Invoice)
+            .context("the invoice service has a server of its own")?
+            .stop_server()
+            .await?;
+        let mut mapping = EventSourceMapping::new(sqs.clone(), &queue).await?;
+        mapping.batching_window = Duration::from_secs(2);
+        let polled = mapping
+            .poll_once(&api, SETTLE)
+            .await?
+            .context("the three messages were received")?;
+        assert!(
+            matches!(&polled.answer, Answer::Error(e) if e.to_string().contains("database")),
+            "the invocation failed on the database: {:?}",
+            polled.answer
+        );
+        assert_eq!(
+            polled.deleted, 0,
+            "nothing deleted after a failed invocation"
+        );
+        stack
+            .database_cluster(Service::Invoice)
+            .context("the invoice server")?
+            .start_server()
+            .await?;
+        // The messages come back after their visibility timeout; the mapping
+        // polls until every order is invoiced.
+        mapping.batching_window = Duration::from_secs(1);
+        wait::until(
+            "every order invoiced after the database is back",
+            SETTLE,
+            || async {
+                mapping
+                    .poll_once(&api, SETTLE)
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
+                for id in &ids {
+                    match client.invoices_of(*id).await {
+                        Ok(invoices) if invoices.len() == 1 => {}
+                        Ok(invoices) => return Err(format!("order {id}: {invoices:?}")),
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        anyhow::Ok(())
+    }
+    .await;
+    if result.is_err() {
+        eprintln!(
+            "{}\n--- {FUNCTION} ---\n{}",
+            stack.logs(40),
+            function.log_tail(60)
         );
     }
     result

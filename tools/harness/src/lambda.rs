@@ -284,6 +284,31 @@ pub struct Polled {
     pub took: Duration,
 }
 
+/// The URL and the ARN of the queue `name`: where to receive, and what an
+/// event source mapping and its records name.
+pub async fn queue_url_and_arn(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+) -> anyhow::Result<(String, String)> {
+    let url = sqs
+        .get_queue_url()
+        .queue_name(name)
+        .send()
+        .await?
+        .queue_url
+        .with_context(|| format!("no URL for queue {name}"))?;
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .with_context(|| format!("no ARN for queue {name}"))?;
+    Ok((url, arn))
+}
+
 /// Lambda's SQS poller for one queue.
 pub struct EventSourceMapping {
     sqs: aws_sdk_sqs::Client,
@@ -297,22 +322,7 @@ pub struct EventSourceMapping {
 
 impl EventSourceMapping {
     pub async fn new(sqs: aws_sdk_sqs::Client, queue: &str) -> anyhow::Result<Self> {
-        let queue_url = sqs
-            .get_queue_url()
-            .queue_name(queue)
-            .send()
-            .await?
-            .queue_url
-            .context("no queue URL")?;
-        let queue_arn = sqs
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await?
-            .attributes
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-            .context("no queue ARN")?;
+        let (queue_url, queue_arn) = queue_url_and_arn(&sqs, queue).await?;
         Ok(EventSourceMapping {
             sqs,
             queue_url,
