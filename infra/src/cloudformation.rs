@@ -188,9 +188,28 @@ pub fn render(topology: &Topology) -> Value {
 
 /// The template as committed: pretty JSON with a final newline.
 pub fn render_text(chain: Chain) -> String {
-    let text = serde_json::to_string_pretty(&render(&Topology::declare(chain)))
+    as_committed(&render(&Topology::declare(chain)))
+}
+
+/// A template as the files under `infra/cloudformation/` hold it: pretty
+/// JSON with a final newline.
+pub(crate) fn as_committed(template: &Value) -> String {
+    let text = serde_json::to_string_pretty(template)
         .unwrap_or_else(|e| unreachable!("a JSON value always serialises: {e}"));
     text + "\n"
+}
+
+/// A log group `<prefix><name>` (the prefix a `Fn::Sub` string), kept
+/// `LogRetentionDays` and encrypted with the stack's key `key`.
+pub(crate) fn encrypted_log_group(prefix: &str, name: &str, key: &str) -> Value {
+    json!({
+        "Type": "AWS::Logs::LogGroup",
+        "Properties": {
+            "LogGroupName": {"Fn::Sub": format!("{prefix}{name}")},
+            "RetentionInDays": {"Ref": "LogRetentionDays"},
+            "KmsKeyId": arn_of(key)
+        }
+    })
 }
 
 /// The committed file of `chain`'s template, relative to `infra/cloudformation/`.

@@ -78,14 +78,7 @@ pub(super) fn add(resources: &mut Map<String, Value>, service: Service) {
     let name = service.source();
     resources.insert(
         log_group_id(service),
-        json!({
-            "Type": "AWS::Logs::LogGroup",
-            "Properties": {
-                "LogGroupName": {"Fn::Sub": format!("{LOG_GROUP_PREFIX}{name}")},
-                "RetentionInDays": {"Ref": "LogRetentionDays"},
-                "KmsKeyId": arn_of(KEY)
-            }
-        }),
+        crate::cloudformation::encrypted_log_group(LOG_GROUP_PREFIX, name, KEY),
     );
     resources.insert(
         security_group_id(service),

@@ -59,14 +59,7 @@ pub(super) fn add(resources: &mut Map<String, Value>, service: Service) {
     let name = function_name(service);
     resources.insert(
         log_group_id(service),
-        json!({
-            "Type": "AWS::Logs::LogGroup",
-            "Properties": {
-                "LogGroupName": {"Fn::Sub": format!("{LOG_GROUP_PREFIX}{name}")},
-                "RetentionInDays": {"Ref": "LogRetentionDays"},
-                "KmsKeyId": arn_of(KEY)
-            }
-        }),
+        crate::cloudformation::encrypted_log_group(LOG_GROUP_PREFIX, &name, KEY),
     );
     resources.insert(
         role_id(service),

@@ -159,9 +159,7 @@ pub fn render() -> Value {
 
 /// The template as committed: pretty JSON with a final newline.
 pub fn render_text() -> String {
-    let text = serde_json::to_string_pretty(&render())
-        .unwrap_or_else(|e| unreachable!("a JSON value always serialises: {e}"));
-    text + "\n"
+    crate::cloudformation::as_committed(&render())
 }
 
 fn parameters() -> Value {
