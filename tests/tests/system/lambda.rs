@@ -63,6 +63,16 @@ fn start_function(
     FunctionProcess::start(FUNCTION, &binary, api, &env, &stack.log_dir.join(log))
 }
 
+/// The stack's logs and the function's, for a failed test.
+fn print_logs(stack: &Stack, function: &FunctionProcess) {
+    eprintln!(
+        "{}\n--- {} ---\n{}",
+        stack.logs(40),
+        function.name,
+        function.log_tail(60)
+    );
+}
+
 /// Waits until `queue` has `n` messages visible.
 async fn wait_for_visible(sqs: &aws_sdk_sqs::Client, queue: &str, n: u64) -> anyhow::Result<()> {
     wait::until(
@@ -206,11 +216,7 @@ async fn the_order_flow_completes_with_the_invoice_consumer_as_a_lambda_function
     }
     .await;
     if result.is_err() {
-        eprintln!(
-            "{}\n--- {FUNCTION} ---\n{}",
-            stack.logs(40),
-            function.log_tail(40)
-        );
+        print_logs(&stack, &function);
     }
     anyhow::ensure!(function.exited()?.is_none(), "the function exited");
     result
@@ -235,11 +241,7 @@ async fn a_batch_with_a_poison_and_a_failing_message_fails_only_the_failing_one(
     let function = start_function(&mut stack, &api, &[], "invoice-function.log")?;
     let result = partial_batch(&stack, &sqs, &queue, &api, &invoice_db).await;
     if result.is_err() {
-        eprintln!(
-            "{}\n--- {FUNCTION} ---\n{}",
-            stack.logs(40),
-            function.log_tail(60)
-        );
+        print_logs(&stack, &function);
     }
     result
 }
@@ -462,11 +464,7 @@ async fn the_sweep_publishes_what_a_killed_invocation_left() -> anyhow::Result<(
     }
     .await;
     if result.is_err() {
-        eprintln!(
-            "{}\n--- killed {FUNCTION} ---\n{}",
-            stack.logs(40),
-            killed.log_tail(40)
-        );
+        print_logs(&stack, &killed);
     }
     result
 }
@@ -664,11 +662,7 @@ async fn a_database_that_does_not_answer_fails_the_whole_invocation() -> anyhow:
     }
     .await;
     if result.is_err() {
-        eprintln!(
-            "{}\n--- {FUNCTION} ---\n{}",
-            stack.logs(40),
-            function.log_tail(60)
-        );
+        print_logs(&stack, &function);
     }
     result
 }
