@@ -22,6 +22,7 @@
 //! - `report`, `chart`: Markdown, JSON and an SVG timeline per run.
 
 pub mod broker_restart;
+pub mod buffer;
 pub mod chart;
 pub mod checker;
 pub mod compare;

@@ -19,6 +19,7 @@ use contracts::topology::Service;
 use testkit::wait;
 use uuid::Uuid;
 
+use super::buffer::{Buffer, Sampler};
 use super::checker::{self, Criterion, Expectations};
 use super::experiment::Experiment;
 use super::plan::Plan;
@@ -151,6 +152,12 @@ pub async fn run<T: Target>(
         "{experiment} needs the local stack"
     );
     let observer = Observer::new(target.endpoints(), target.topology()).await?;
+    let buffer = Buffer::of(experiment, target.topology());
+    // The sampler reads beside the experiment, through a connection of its own.
+    let buffer_observer = match &buffer {
+        Some(_) => Some(Observer::new(target.endpoints(), target.topology()).await?),
+        None => None,
+    };
     let mut plan = plan.clone();
     if let Some(secs) = target.visibility_timeout_secs() {
         plan.visibility_timeout_secs = secs;
@@ -174,6 +181,10 @@ pub async fn run<T: Target>(
         extra_history: vec![],
         target,
     };
+    let sampler = buffer
+        .clone()
+        .zip(buffer_observer)
+        .map(|(buffer, observer)| Sampler::start(buffer, observer, run.start));
     let experiment_name = match &labels.variant {
         Some(v) => format!("{experiment} ({v})"),
         None => experiment.to_string(),
@@ -271,6 +282,10 @@ pub async fn run<T: Target>(
             Err(t) => t.last.clone(),
         },
     );
+    let buffer_samples = match sampler {
+        Some(sampler) => sampler.stop().await,
+        None => Vec::new(),
+    };
     let state = run.observer.state(&run_id, run.started_at).await?;
     run.criteria
         .extend(checker::check(&history, &state, &run.expect));
@@ -318,7 +333,8 @@ pub async fn run<T: Target>(
         acceptance_during_fault: acceptance,
         aborted: run.aborted,
         passed,
-        timeline: report::timeline(&history, &state, run.started_at),
+        timeline: report::timeline(&history, &state, run.started_at, &buffer_samples),
+        buffer: buffer.map(|b| b.label()),
     };
     let dir = report::run_dir(results, experiment.name(), report.started_at);
     let dir = match &labels.variant {

@@ -34,6 +34,9 @@ pub struct Second {
     pub refused: u32,
     pub invoiced: u32,
     pub notified: u32,
+    /// The depth of the buffer in front of the fault, as last sampled in
+    /// this second (see `crate::buffer`); `None` where no sample came back.
+    pub buffer: Option<u64>,
 }
 
 /// One thing the experiment did, when.
@@ -70,6 +73,8 @@ pub struct Report {
     pub aborted: Option<String>,
     pub passed: bool,
     pub timeline: Vec<Second>,
+    /// What `Second::buffer` measures (its label on the chart).
+    pub buffer: Option<String>,
 }
 
 impl Report {
@@ -128,7 +133,7 @@ impl Report {
         let _ = write!(md, "\n## Verdict\n\n{verdicts}");
         let _ = writeln!(
             md,
-            "\n## Timeline\n\n![orders accepted, invoiced and notified per second](timeline.svg)\n\nShaded: the fault. `history.json` holds every attempt; `verdict.json` this report."
+            "\n## Timeline\n\n![orders accepted, invoiced and notified per second, and the buffer in front of the fault](timeline.svg)\n\nShaded: the fault. The dashed line (right axis) is the depth of the buffer in front of the fault, sampled once a second: where the work waited. `history.json` holds every attempt; `verdict.json` this report."
         );
         md
     }
@@ -144,6 +149,7 @@ impl Report {
             &format!("{} ({})", self.experiment, self.target),
             &self.timeline,
             &self.fault_windows,
+            self.buffer.as_deref(),
         )?;
         Ok(())
     }
@@ -152,8 +158,14 @@ impl Report {
 /// Where a run's files go: `<results>/<UTC time>-<experiment>`.
 pub use harness::report::run_dir;
 
-/// Per-second counts from the history and the state.
-pub fn timeline(history: &[Attempt], state: &SystemState, start: DateTime<Utc>) -> Vec<Second> {
+/// Per-second counts from the history and the state, and the buffer's
+/// depth from its samples (seconds since the start, depth).
+pub fn timeline(
+    history: &[Attempt],
+    state: &SystemState,
+    start: DateTime<Utc>,
+    buffer: &[(f64, u64)],
+) -> Vec<Second> {
     let second = |t: DateTime<Utc>| -> Option<usize> {
         let s = (t - start).num_milliseconds();
         (s >= 0).then_some((s / 1000) as usize)
@@ -189,8 +201,29 @@ pub fn timeline(history: &[Attempt], state: &SystemState, start: DateTime<Utc>) 
     {
         bump(second(n.created_at), |s| s.notified += 1);
     }
+    for &(at, depth) in buffer {
+        let i = at.max(0.0) as usize;
+        if seconds.len() <= i {
+            seconds.resize_with(i + 1, Second::default);
+        }
+        seconds[i].buffer = Some(depth);
+    }
     for (t, s) in seconds.iter_mut().enumerate() {
         s.t = t as u32;
     }
     seconds
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_second_shows_the_last_buffer_depth_sampled_in_it_and_a_gap_where_none_came() {
+        let samples = [(0.4, 3), (2.7, 10), (2.9, 12)];
+        let seconds = timeline(&[], &SystemState::default(), Utc::now(), &samples);
+        let depths: Vec<Option<u64>> = seconds.iter().map(|s| s.buffer).collect();
+        assert_eq!(depths, [Some(3), None, Some(12)]);
+        assert_eq!(seconds.iter().map(|s| s.t).collect::<Vec<_>>(), [0, 1, 2]);
+    }
 }
