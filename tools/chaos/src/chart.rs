@@ -41,13 +41,15 @@ pub fn draw(
         .unwrap_or(1)
         .max(1) as f64
         * 1.4;
+    // More headroom than the rates: the buffer peaks as the fault heals,
+    // at the right, under the legend.
     let buffer_top = seconds
         .iter()
         .filter_map(|s| s.buffer)
         .max()
         .unwrap_or(1)
         .max(1) as f64
-        * 1.2;
+        * 1.6;
     let root = chart::canvas(path, 420)?;
     let mut builder = chart::builder(&root, title, 48);
     if buffer.is_some() {
