@@ -286,3 +286,13 @@ async fn on_a_fifo_queue_read_ahead_keeps_each_group_in_order() -> TestResult {
     }
     assert_once_and_drained(&bench, &applied, expected).await
 }
+
+#[test]
+fn the_receive_backoff_grows_and_stays_under_its_cap_with_jitter() {
+    let delays: Vec<Duration> = super::new_backoff().take(20).collect();
+    assert!(
+        delays.iter().all(|d| *d <= super::RECEIVE_BACKOFF_MAX * 2),
+        "{delays:?}"
+    );
+    assert!(delays[10] > delays[0], "{delays:?}");
+}
