@@ -11,16 +11,18 @@
 //! - an applied or duplicate message, and a poison one once its DLQ copy is
 //!   sent, succeed; a message to retry is reported failed, so only it comes
 //!   back (after the delay the consumer set on it);
-//! - a database that does not answer fails the whole invocation: the mapping
-//!   returns the batch and backs off, as the long-running consumer pauses;
-//!   what the batch applied before is a duplicate next time;
+//! - a database that does not answer fails the whole invocation; where the
+//!   long-running consumer would pause, the batch's unfinished messages are
+//!   hidden for the longest retry delay so that a mapping polling on does
+//!   not spend their receives, and the finished ones are deleted
+//!   (`Consumer::handle_delivered`);
 //! - after the batch, the service's outbox is relayed in the same invocation,
 //!   so the events the batch committed leave at once (`relay`);
 //! - an EventBridge schedule invokes the same function to sweep the outbox:
 //!   whatever an invocation that died after its commit left behind.
 //!
 //! `run` is all a service's function binary calls (see
-//! `services/invoice/src/bin/invoice-function.rs`).
+//! `services/invoice/src/bin/function.rs`).
 
 mod event;
 mod function;

@@ -24,6 +24,10 @@ use crate::flow::{wait_for_effects, wait_for_status};
 
 const FUNCTION: &str = "invoice-function";
 const SETTLE: Duration = Duration::from_secs(60);
+/// How long the database-down test's function holds a failed batch back
+/// (`CONSUMER_RETRY_MAX_DELAY_SECS`): well past the first retry delay (2 s)
+/// and the receive that checks it, well within `SETTLE`.
+const HELD_BACK_SECS: u64 = 15;
 
 /// The stack, with the invoice service's queue left to its function, and
 /// `env` for every service (and so for the function).
@@ -587,14 +591,22 @@ async fn the_invoice_function_runs_on_ministacks_lambda_behind_its_event_source_
 }
 
 /// The invoice database stops while messages wait: the invocation fails as
-/// a whole (the mapping deletes nothing, as the long-running consumer would
-/// pause), and once the database is back the same messages are applied, each
-/// order invoiced once.
+/// a whole (the mapping deletes nothing), and the function holds the batch
+/// back for the longest retry delay, so that a mapping polling on through an
+/// outage does not spend the messages' receives (the long-running consumer
+/// pauses instead). A poison message among them reaches the DLQ once, not
+/// again with the batch. Once the database is back the same messages are
+/// applied, each order invoiced once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_that_does_not_answer_fails_the_whole_invocation() -> anyhow::Result<()> {
     let mut options = StackOptions::for_test("lambda-db-down")?
         .with_env(Service::Invoice, "CONSUMERS_ENABLED", "false")
-        .with_env(Service::Invoice, "DATABASE_ACQUIRE_TIMEOUT_MS", "500");
+        .with_env(Service::Invoice, "DATABASE_ACQUIRE_TIMEOUT_MS", "500")
+        .with_env(
+            Service::Invoice,
+            "CONSUMER_RETRY_MAX_DELAY_SECS",
+            &HELD_BACK_SECS.to_string(),
+        );
     options.postgres = harness::stack::PostgresSource::EphemeralPerService;
     let mut stack = Stack::start(options).await?;
     let sqs = aws_sdk_sqs::Client::new(&emulator_config(&stack.emulator.endpoint()).await);
@@ -610,7 +622,21 @@ async fn a_database_that_does_not_answer_fails_the_whole_invocation() -> anyhow:
             let body = order_body(&format!("db-down-{n}"), &[("SKU-D", 1, 1500)]);
             ids.push(client.place(&body).await?);
         }
-        wait_for_visible(&sqs, &queue, 3).await?;
+        let (queue_url, _) = queue_url_and_arn(&sqs, &queue).await?;
+        sqs.send_message()
+            .queue_url(&queue_url)
+            .message_body("no event at all")
+            .send()
+            .await?;
+        wait_for_visible(&sqs, &queue, 4).await?;
+        // The function's init connects to the database: stopping it before
+        // the init is done would test the init, not the invocation.
+        wait::until("the function initialised", SETTLE, || async {
+            api.first_poll()
+                .map(|_| ())
+                .ok_or_else(|| "no poll for an invocation yet".to_string())
+        })
+        .await?;
         stack
             .database_cluster(Service::Invoice)
             .context("the invoice service has a server of its own")?
@@ -629,7 +655,16 @@ async fn a_database_that_does_not_answer_fails_the_whole_invocation() -> anyhow:
         );
         assert_eq!(
             polled.deleted, 0,
-            "nothing deleted after a failed invocation"
+            "the mapping deletes nothing after a failed invocation"
+        );
+        // Held back, not released after the first retry delay (2 s): a
+        // receive that waits a few seconds finds nothing.
+        mapping.batching_window = Duration::from_secs(HELD_BACK_SECS / 3);
+        let received = mapping.receive().await?;
+        assert!(
+            received.is_empty(),
+            "the failed batch is held back for {HELD_BACK_SECS} s, yet {} came back",
+            received.len()
         );
         stack
             .database_cluster(Service::Invoice)
@@ -658,6 +693,9 @@ async fn a_database_that_does_not_answer_fails_the_whole_invocation() -> anyhow:
             },
         )
         .await?;
+        probe::wait_until_drained(&sqs, &[queue.as_str()], SETTLE).await?;
+        let dead = dead_letters(&sqs, &queue).await?;
+        assert_eq!(dead.len(), 1, "one DLQ copy of the poison: {dead:?}");
         anyhow::Ok(())
     }
     .await;
