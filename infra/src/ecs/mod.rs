@@ -39,7 +39,7 @@ mod key;
 mod load_balancer;
 mod task;
 
-use contracts::topology::{Chain, Service, Topology};
+use contracts::topology::{Chain, QueueSpec, Service, Topology};
 use serde_json::{Map, Value, json};
 
 use crate::cloudformation::{id, role_id};
@@ -117,9 +117,9 @@ fn ports(service: Service) -> (u16, u16) {
     }
 }
 
-/// The names of the queues `service` consumes, whichever the chain: a name
-/// that differs between the chains is chosen by `OrdersChain`.
-pub(crate) fn queue_names(service: Service) -> Vec<Value> {
+/// Each queue `service` consumes, as the two chains declare it (same order):
+/// the ECS and the Lambda templates both choose between them by `OrdersChain`.
+pub(crate) fn queue_pairs(service: Service) -> Vec<(QueueSpec, QueueSpec)> {
     let standard = Topology::declare(Chain::Standard).queues_of(service);
     let fifo = Topology::declare(Chain::Fifo).queues_of(service);
     assert_eq!(
@@ -128,9 +128,14 @@ pub(crate) fn queue_names(service: Service) -> Vec<Value> {
         "both chains give {} the same queues",
         service.source()
     );
-    standard
-        .iter()
-        .zip(&fifo)
+    standard.into_iter().zip(fifo).collect()
+}
+
+/// The names of the queues `service` consumes, whichever the chain: a name
+/// that differs between the chains is chosen by `OrdersChain`.
+pub(crate) fn queue_names(service: Service) -> Vec<Value> {
+    queue_pairs(service)
+        .into_iter()
         .map(|(s, f)| {
             if s.name == f.name {
                 json!(s.name)

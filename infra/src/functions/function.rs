@@ -33,6 +33,9 @@ use super::{function_name, per_chain, policy, prefix, queue_arn, queues, service
 use crate::cloudformation::{arn_of, id};
 use crate::ecs::IS_FIFO;
 
+/// How long a function waits for a database connection, in milliseconds.
+const DATABASE_ACQUIRE_TIMEOUT_MS: &str = "1000";
+
 /// The condition that holds when `CodeSigningConfigArn` is set.
 pub(super) const HAS_CODE_SIGNING: &str = "HasCodeSigningConfig";
 
@@ -165,6 +168,10 @@ fn function(service: Service) -> Value {
                 // in the function's configuration, encrypted with KmsKeyArn.
                 "DATABASE_URL": {"Fn::Sub": format!("{{{{resolve:secretsmanager:${{{sp}DatabaseUrlSecretArn}}:SecretString}}}}")},
                 "ORDERS_CHAIN": {"Ref": "OrdersChain"},
+                // Well inside the function's timeout (5 s at most): a database
+                // that does not answer must end as the handled failed
+                // invocation, not as a Lambda timeout that restarts the process.
+                "DATABASE_ACQUIRE_TIMEOUT_MS": DATABASE_ACQUIRE_TIMEOUT_MS,
                 "LOG_FORMAT": "json"
             }},
             "LoggingConfig": {"LogGroup": {"Ref": log_group_id(service)}}

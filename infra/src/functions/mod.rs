@@ -39,11 +39,11 @@ mod function;
 mod key;
 mod policy;
 
-use contracts::topology::{Chain, QueueSpec, Service, Topology};
+use contracts::topology::{Chain, Service, Topology};
 use serde_json::{Map, Value, json};
 
 use crate::cloudformation::id;
-use crate::ecs::IS_FIFO;
+use crate::ecs::{IS_FIFO, queue_pairs as queues};
 
 /// The committed file, relative to `infra/cloudformation/`.
 pub const FILE_NAME: &str = "compute-lambda.json";
@@ -77,19 +77,6 @@ fn prefix(service: Service) -> String {
 /// `OrderService`, …: the ECS stack's prefix, whose outputs are parameters here.
 fn service_prefix(service: Service) -> String {
     id(service.source(), "")
-}
-
-/// Each queue `service` consumes, as the two chains declare it (same order).
-fn queues(service: Service) -> Vec<(QueueSpec, QueueSpec)> {
-    let standard = Topology::declare(Chain::Standard).queues_of(service);
-    let fifo = Topology::declare(Chain::Fifo).queues_of(service);
-    assert_eq!(
-        standard.len(),
-        fifo.len(),
-        "both chains give {} the same queues",
-        service.source()
-    );
-    standard.into_iter().zip(fifo).collect()
 }
 
 /// The longest function timeout, in seconds, that every queue of either
