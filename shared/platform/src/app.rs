@@ -249,7 +249,7 @@ impl Runtime {
         if !self.settings.consumer.enabled {
             tracing::info!(
                 service = self.service.name(),
-                "consumers off (CONSUMERS=off): the service's queues are consumed elsewhere"
+                "consumers off (CONSUMERS_ENABLED=false): the service's queues are consumed elsewhere"
             );
             return Ok(());
         }

@@ -343,10 +343,10 @@ const POLL_MARGIN_SECS: u64 = 3;
 
 /// The cap of the backoff after a failed receive. Short, because it is also
 /// how long a consumer may sit idle after the broker is back: with a 30 s cap
-/// the invoices of a 30 s broker restart came 7 s after the order outbox had
-/// drained into the queue (the `emulator-restart` experiment). Against a
-/// broker that stays down it costs one failing receive every 5–10 s per
-/// worker (the jitter adds up to the delay again).
+/// (up to 60 s with the jitter) the notification consumers slept 30 s past a
+/// two-minute broker restart (`emulator-restart`, docs/emulators.md).
+/// Against a broker that stays down it costs one failing receive every
+/// 5–10 s per worker (the jitter adds up to the delay again).
 const RECEIVE_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 fn new_backoff() -> impl Iterator<Item = Duration> {

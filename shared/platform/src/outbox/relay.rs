@@ -406,11 +406,12 @@ async fn sleep_until(at: Option<Instant>) {
 
 type Backoff = Box<dyn Iterator<Item = Duration> + Send>;
 
-/// The cap of the whole-step backoff. Short, because the backoff is also how
-/// long the relay may sit idle after the broker is back: a 30 s cap left a
-/// 30 s broker restart's backlog waiting 7.5 s more (the `emulator-restart`
-/// experiment). Against a broker that stays down it costs one failing call
-/// every 5–10 s (the jitter adds up to the delay again): nothing.
+/// The cap of the whole-step backoff. Short, because the backoff is also
+/// how long the relay may sit idle after the broker is back: with a 30 s cap
+/// a two-minute broker restart's outbox waited 11.6 s more, with 5 s 2.5 s
+/// (`emulator-restart`, docs/emulators.md). Against a broker that stays down
+/// it costs one failing call every 5–10 s (the jitter adds up to the delay
+/// again): nothing.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
