@@ -33,6 +33,8 @@ pub enum InvocationError {
     NotSqs(String),
     #[error("an SQS event must come from one queue; it has records from {0:?}")]
     SeveralQueues(Vec<String>),
+    #[error("an SQS event with no records")]
+    NoRecords,
     #[error(
         "an event this function does not handle: neither SQS records nor an EventBridge scheduled event"
     )]
@@ -44,6 +46,9 @@ impl Invocation {
         if event.get("Records").is_some() {
             let sqs: SqsEvent = serde_json::from_value(event)
                 .map_err(|e| InvocationError::NotSqs(e.to_string()))?;
+            if sqs.records.is_empty() {
+                return Err(InvocationError::NoRecords);
+            }
             let mut queues: Vec<String> = sqs
                 .records
                 .iter()
@@ -162,6 +167,10 @@ mod tests {
         assert_eq!(
             Invocation::parse(event).expect_err("two queues"),
             InvocationError::SeveralQueues(vec!["invoice-orders".into(), "order-invoices".into()])
+        );
+        assert_eq!(
+            Invocation::parse(json!({"Records": []})).expect_err("no records"),
+            InvocationError::NoRecords
         );
     }
 

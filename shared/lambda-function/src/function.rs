@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::SqsBatchResponse;
 use aws_sdk_sqs::types::Message;
@@ -21,6 +22,12 @@ use crate::event::{Invocation, message_of};
 /// batch's own events are at most a few steps; a sweep that finds more leaves
 /// the rest to the next one rather than run into the function's timeout.
 pub const SWEEP_ROUNDS: usize = 50;
+
+/// The part of an invocation's time no relay step starts in: enough to
+/// answer and to export the invocation's spans. Past its deadline an
+/// invocation fails as a whole, and a batch it had applied would come back
+/// and spend a receive for nothing.
+const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 
 /// The service's consumers, one per queue it consumes, and its relay.
 pub struct Function<H> {
@@ -97,8 +104,10 @@ impl<H: Handler> Function<H> {
         })
     }
 
-    /// One invocation: an SQS batch or a sweep.
-    pub async fn invoke(&self, event: Value) -> Result<Value, Error> {
+    /// One invocation: an SQS batch or a sweep, to be answered by `deadline`
+    /// (the Lambda context's; `None`: no deadline).
+    pub async fn invoke(&self, event: Value, deadline: Option<Instant>) -> Result<Value, Error> {
+        let relay_until = deadline.map(|d| d.checked_sub(ANSWER_MARGIN).unwrap_or(d));
         match Invocation::parse(event)? {
             Invocation::Sqs { queue, records } => {
                 let consumer = self.consumers.get(queue.as_str()).ok_or_else(|| {
@@ -116,7 +125,7 @@ impl<H: Handler> Function<H> {
                     .into()),
                     Outcome::Answered(response) => {
                         // The batch's events leave now, not at the next sweep.
-                        if let Err(e) = self.relay().await {
+                        if let Err(e) = self.relay(relay_until).await {
                             tracing::warn!(error = %e, "relaying after the batch failed; the sweep publishes what is left");
                         }
                         Ok(serde_json::to_value(response)?)
@@ -124,20 +133,24 @@ impl<H: Handler> Function<H> {
                 }
             }
             Invocation::Sweep => {
-                let published = self.relay().await?;
+                let published = self.relay(relay_until).await?;
                 Ok(json!({ "published": published }))
             }
         }
     }
 
     /// Relays the outbox until a step finds nothing due, at most
-    /// `SWEEP_ROUNDS` steps; returns how many events were published.
-    async fn relay(&self) -> Result<usize, Error> {
+    /// `SWEEP_ROUNDS` steps and none started after `until`; returns how many
+    /// events were published. What is left waits for the next invocation.
+    async fn relay(&self, until: Option<Instant>) -> Result<usize, Error> {
         let Some(relay) = &self.relay else {
             return Ok(0);
         };
         let mut published = 0;
         for _ in 0..SWEEP_ROUNDS {
+            if until.is_some_and(|until| Instant::now() >= until) {
+                break;
+            }
             let step = relay.publish_once().await?;
             published += step.published;
             if step.claimed() == 0 {

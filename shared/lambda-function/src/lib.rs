@@ -56,7 +56,8 @@ pub async fn run<H: Handler>(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
             let (function, telemetry) = (function.clone(), telemetry.clone());
             async move {
-                let answer = function.invoke(event.payload).await;
+                let deadline = deadline_of(&event.context);
+                let answer = function.invoke(event.payload, deadline).await;
                 // Lambda may freeze the process once it answers: the spans
                 // of this invocation leave now.
                 telemetry.flush().await;
@@ -65,6 +66,16 @@ pub async fn run<H: Handler>(
         },
     ));
     Box::pin(serve).await
+}
+
+/// The invocation's deadline (Lambda gives it in milliseconds since the
+/// epoch) on this process's clock: now, when it has passed.
+fn deadline_of(context: &lambda_runtime::Context) -> Option<std::time::Instant> {
+    let deadline = std::time::UNIX_EPOCH + std::time::Duration::from_millis(context.deadline);
+    let left = deadline
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    Some(std::time::Instant::now() + left)
 }
 
 /// The process's exit code: a failure (a bad setting, a database that never
@@ -76,5 +87,33 @@ pub fn exit_code(result: Result<(), Error>) -> std::process::ExitCode {
             eprintln!("{e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+    use super::deadline_of;
+
+    #[test]
+    fn the_deadline_is_the_contexts_on_this_clock_and_now_once_passed() {
+        let mut context = lambda_runtime::Context::default();
+        context.deadline = 0;
+        let passed = deadline_of(&context).expect("a deadline");
+        assert!(passed <= Instant::now());
+
+        let in_three_seconds = SystemTime::now() + Duration::from_secs(3);
+        context.deadline = in_three_seconds
+            .duration_since(UNIX_EPOCH)
+            .expect("after the epoch")
+            .as_millis() as u64;
+        let left = deadline_of(&context)
+            .expect("a deadline")
+            .saturating_duration_since(Instant::now());
+        assert!(
+            left > Duration::from_secs(2) && left <= Duration::from_secs(3),
+            "{left:?}"
+        );
     }
 }

@@ -68,8 +68,11 @@ pub struct RuntimeApi {
     stop: CancellationToken,
 }
 
-/// How long a function may take for one invocation (the deadline it is told).
-const FUNCTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a function may take for one invocation (the deadline it is
+/// told): the longest timeout the Lambda template allows.
+fn function_timeout() -> Duration {
+    Duration::from_secs(infra::functions::max_timeout_secs().max(1) as u64)
+}
 
 impl RuntimeApi {
     /// Serves the API for the function `name` on a free loopback port.
@@ -159,7 +162,7 @@ async fn next(
         .recv()
         .await
         .ok_or(StatusCode::GONE)?;
-    let deadline = std::time::SystemTime::now() + FUNCTION_TIMEOUT;
+    let deadline = std::time::SystemTime::now() + function_timeout();
     let deadline_ms = deadline
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?
