@@ -279,12 +279,51 @@ pub struct Polled {
     /// The event the function was invoked with.
     pub event: Value,
     pub answer: Answer,
-    /// The ids the function reported failed (none when it failed outright).
+    /// The ids of the messages that come back: those the function reported
+    /// failed, or every one when the batch failed as a whole.
     pub failed: Vec<String>,
     /// How many messages were deleted.
     pub deleted: usize,
     /// How long the invocation took.
     pub took: Duration,
+}
+
+/// What an event source mapping with `ReportBatchItemFailures` does with an
+/// answer, as AWS documents it: the ids that come back and the messages it
+/// deletes. The whole batch fails, and nothing is deleted, when the
+/// invocation failed, when the answer is not a partial batch response, or
+/// when it names a message that is not in the batch (an empty id included):
+/// a function that mislabels its failures must not lose them.
+pub fn what_the_mapping_deletes<'a>(
+    messages: &'a [Message],
+    answer: &Answer,
+) -> (Vec<String>, Vec<&'a Message>) {
+    let ids: Vec<String> = messages
+        .iter()
+        .filter_map(|m| m.message_id.clone())
+        .collect();
+    let reported = match answer {
+        Answer::Response(response) => serde_json::from_value::<SqsBatchResponse>(response.clone())
+            .ok()
+            .map(|r| {
+                r.batch_item_failures
+                    .into_iter()
+                    .map(|f| f.item_identifier)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|reported| reported.iter().all(|id| ids.contains(id))),
+        Answer::Error(_) => None,
+    };
+    match reported {
+        Some(failed) => {
+            let done = messages
+                .iter()
+                .filter(|m| m.message_id.as_ref().is_some_and(|id| !failed.contains(id)))
+                .collect();
+            (failed, done)
+        }
+        None => (ids, Vec::new()),
+    }
 }
 
 /// The URL and the ARN of the queue `name`: where to receive, and what an
@@ -423,26 +462,7 @@ impl EventSourceMapping {
         let started = Instant::now();
         let answer = api.invoke(event.clone(), deadline).await?;
         let took = started.elapsed();
-        let failed: Vec<String> = match &answer {
-            Answer::Response(response) => {
-                let response: SqsBatchResponse = serde_json::from_value(response.clone())
-                    .context("the function's answer is not a partial batch response")?;
-                response
-                    .batch_item_failures
-                    .into_iter()
-                    .map(|f| f.item_identifier)
-                    .collect()
-            }
-            // The whole batch failed: nothing is deleted.
-            Answer::Error(_) => messages
-                .iter()
-                .filter_map(|m| m.message_id.clone())
-                .collect(),
-        };
-        let done: Vec<&Message> = messages
-            .iter()
-            .filter(|m| !m.message_id.as_ref().is_some_and(|id| failed.contains(id)))
-            .collect();
+        let (failed, done) = what_the_mapping_deletes(&messages, &answer);
         let deleted = self.delete(&done).await?;
         Ok(Some(Polled {
             event,
@@ -476,5 +496,64 @@ impl EventSourceMapping {
             .await?;
         anyhow::ensure!(out.failed.is_empty(), "deletes refused: {:?}", out.failed);
         Ok(out.successful.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_sqs::types::Message;
+    use serde_json::json;
+
+    use super::{Answer, what_the_mapping_deletes};
+
+    fn batch() -> Vec<Message> {
+        ["a", "b", "c"]
+            .into_iter()
+            .map(|id| {
+                Message::builder()
+                    .message_id(id)
+                    .receipt_handle(format!("receipt-{id}"))
+                    .build()
+            })
+            .collect()
+    }
+
+    fn deleted(messages: &[Message], answer: &Answer) -> (Vec<String>, Vec<String>) {
+        let (failed, done) = what_the_mapping_deletes(messages, answer);
+        let done = done.iter().filter_map(|m| m.message_id.clone()).collect();
+        (failed, done)
+    }
+
+    #[test]
+    fn only_the_reported_failures_come_back() {
+        let messages = batch();
+        let answer = Answer::Response(json!({"batchItemFailures": [{"itemIdentifier": "b"}]}));
+        assert_eq!(
+            deleted(&messages, &answer),
+            (
+                vec!["b".to_string()],
+                vec!["a".to_string(), "c".to_string()]
+            )
+        );
+        let none = Answer::Response(json!({"batchItemFailures": []}));
+        assert_eq!(deleted(&messages, &none).1.len(), 3);
+    }
+
+    #[test]
+    fn a_failed_invocation_a_bad_answer_or_an_unknown_id_fails_the_whole_batch() {
+        let messages = batch();
+        let all = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+        for answer in [
+            Answer::Error(json!({"errorMessage": "the database does not answer"})),
+            Answer::Response(json!("not a batch response")),
+            Answer::Response(json!({"batchItemFailures": [{"itemIdentifier": "z"}]})),
+            Answer::Response(json!({"batchItemFailures": [{"itemIdentifier": ""}]})),
+        ] {
+            assert_eq!(
+                deleted(&messages, &answer),
+                (all.clone(), vec![]),
+                "{answer:?}"
+            );
+        }
     }
 }
