@@ -153,6 +153,9 @@ pub struct DevIssuerOptions {
     /// Serve `POST /dev/tokens`. Development only: it hands a valid token to
     /// anyone who can reach the port.
     pub dev_tokens: bool,
+    /// The order service's client id and secret for the client-credentials
+    /// grant, known before the first request can arrive.
+    pub order_client: (String, String),
 }
 
 /// A client allowed to use the token endpoint.
@@ -203,7 +206,11 @@ impl Issuer {
 
     /// Serves on `addr` (the demo's fixed port).
     pub async fn start_on(addr: SocketAddr) -> anyhow::Result<Issuer> {
-        Issuer::serve(addr, None, false).await
+        let order_client = (
+            ORDER_SERVICE_CLIENT.to_string(),
+            uuid::Uuid::now_v7().to_string(),
+        );
+        Issuer::serve(addr, None, false, order_client).await
     }
 
     /// The development issuer of the compose stack (the `dev-issuer`
@@ -213,13 +220,22 @@ impl Issuer {
     /// asks. Never deploy it.
     pub async fn start_dev(options: DevIssuerOptions) -> anyhow::Result<Issuer> {
         let url = options.url.trim_end_matches('/').to_string();
-        Issuer::serve(options.listen, Some(url), options.dev_tokens).await
+        Issuer::serve(
+            options.listen,
+            Some(url),
+            options.dev_tokens,
+            options.order_client,
+        )
+        .await
     }
 
+    /// Binds, then serves; the order service's client is registered before
+    /// the first request can be accepted.
     async fn serve(
         addr: SocketAddr,
         url: Option<String>,
         dev_tokens: bool,
+        (order_client_id, order_client_secret): (String, String),
     ) -> anyhow::Result<Issuer> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -234,7 +250,13 @@ impl Issuer {
                 published: vec![first],
                 generation: 1,
             }),
-            clients: RwLock::new(HashMap::new()),
+            clients: RwLock::new(HashMap::from([(
+                order_client_id,
+                ClientRecord {
+                    secret: order_client_secret,
+                    scope: "invoices:write".into(),
+                },
+            )])),
         });
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -250,13 +272,7 @@ impl Issuer {
                 .await
                 .ok();
         });
-        let issuer = Issuer { inner, stop };
-        issuer.register_client(
-            ORDER_SERVICE_CLIENT,
-            &uuid::Uuid::now_v7().to_string(),
-            "invoices:write",
-        );
-        Ok(issuer)
+        Ok(Issuer { inner, stop })
     }
 
     /// The issuer URL: the `iss` of its tokens and where discovery starts.

@@ -49,6 +49,7 @@ async fn main() {
         listen: args.listen,
         url: args.url,
         dev_tokens: true,
+        order_client: (args.client_id.clone(), args.client_secret.clone()),
     })
     .await
     {
@@ -58,7 +59,6 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    issuer.register_client(&args.client_id, &args.client_secret, "invoices:write");
     eprintln!(
         "WARNING: dev-issuer is a DEVELOPMENT issuer: {}{DEV_TOKENS_PATH} gives a token to anyone; never deploy it (listening on {}, issuer {})",
         issuer.url(),
